@@ -1,0 +1,64 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+# Both build .venv from nothing when it is missing or older than the project files.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CERT_DIR := .dev-certs
+BIND ?= 127.0.0.1:8443
+PYTEST_WORKERS ?= 2
+
+.PHONY: all venv run test lint typecheck layers unit bench chaos soak clean certs
+
+all: test
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+certs: $(STAMP)
+	@test -f $(CERT_DIR)/tls.crt || $(BIN)/tmc-certs generate --service tmc-webhook --namespace tmc-system \
+		--out $(CERT_DIR) --dns localhost --ip 127.0.0.1
+
+run: $(STAMP) certs
+	@echo "Try it:  curl --cacert $(CERT_DIR)/ca.crt -H 'Content-Type: application/json' \\"
+	@echo "           --data @examples/reviews/synctarget-create.json https://$(BIND)/validate"
+	$(BIN)/tmc-webhook --bind $(BIND) --cert-file $(CERT_DIR)/tls.crt --key-file $(CERT_DIR)/tls.key
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy -p kcp_tmc
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-report= $(PYTEST_ARGS); \
+		rc=$$?; if [ $$rc -ne 0 ]; then exit $$rc; fi
+	$(BIN)/coverage report --fail-under=85
+	@echo "coverage of policies/ (must be at least 95%):"
+	$(BIN)/coverage report --include='policies/*' --fail-under=95
+
+test: lint typecheck layers unit
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench
+
+chaos: $(STAMP)
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache $(CERT_DIR)

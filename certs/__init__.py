@@ -1,0 +1,1 @@
+"""kcp_tmc.certs."""

@@ -1,0 +1,60 @@
+"""The resource types this project handles, named once.
+
+A :class:`ResourceType` carries what both sides need: the group, version and
+kind a policy matches on, and the plural and scope a lookup or a client needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    """One served resource: ``group``/``version``, ``kind``, ``plural`` and scope."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        """``group/version``, or just ``version`` for the core group."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_resource(self) -> str:
+        """``plural.group`` (``plural`` for the core group), as the apiserver prints it."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def matches(self, group: str, kind: str) -> bool:
+        """True for a request of this group and kind, whatever its version."""
+        return self.group == group and self.kind == kind
+
+
+SYNC_TARGET = ResourceType("workload.kcp.io", "v1alpha1", "SyncTarget", "synctargets", namespaced=False)
+LOCATION = ResourceType("scheduling.kcp.io", "v1alpha1", "Location", "locations", namespaced=False)
+CLUSTER = ResourceType("tmc.kcp.io", "v1alpha1", "Cluster", "clusters", namespaced=False)
+FEDERATED_QUOTA = ResourceType("tmc.kcp.io", "v1alpha1", "FederatedQuota", "federatedquotas", namespaced=True)
+RESOURCE_QUOTA = ResourceType("", "v1", "ResourceQuota", "resourcequotas", namespaced=True)
+NAMESPACE = ResourceType("", "v1", "Namespace", "namespaces", namespaced=False)
+SECRET = ResourceType("", "v1", "Secret", "secrets", namespaced=True)
+NODE = ResourceType("", "v1", "Node", "nodes", namespaced=False)
+API_EXPORT = ResourceType("apis.kcp.io", "v1alpha1", "APIExport", "apiexports", namespaced=False)
+API_RESOURCE_SCHEMA = ResourceType(
+    "apis.kcp.io", "v1alpha1", "APIResourceSchema", "apiresourceschemas", namespaced=False
+)
+API_RESOURCE_IMPORT = ResourceType(
+    "apiresource.kcp.io", "v1alpha1", "APIResourceImport", "apiresourceimports", namespaced=False
+)
+
+#: The kinds the built-in policies and the webhook know about.
+KNOWN_TYPES: tuple[ResourceType, ...] = (
+    SYNC_TARGET,
+    LOCATION,
+    CLUSTER,
+    FEDERATED_QUOTA,
+    RESOURCE_QUOTA,
+)

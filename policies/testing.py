@@ -1,0 +1,1 @@
+"""pytest plugin placeholder (issue 4 fills it in)."""
