@@ -1,0 +1,294 @@
+"""Putting the CA bundle into webhook configurations and the serving pair into a Secret.
+
+The patch bodies are built by pure functions (:func:`ca_bundle_patch`,
+:func:`tls_secret`, :func:`secret_data_patch`) so they can be checked without a
+cluster; :func:`inject` sends them with the ``kubernetes`` client.
+
+Order: the ``caBundle`` of every webhook is updated first and the Secret last,
+so the API server already trusts the CA of a serving certificate by the time
+webhook pods can load it from the Secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kcp_tmc.certs import inspect
+from kcp_tmc.certs.errors import CertsError
+from kcp_tmc.certs.files import CA_CRT, TLS_CRT, TLS_KEY, CertPaths
+
+SECRET_TYPE_TLS = "kubernetes.io/tls"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+VALIDATING = "ValidatingWebhookConfiguration"
+MUTATING = "MutatingWebhookConfiguration"
+
+
+@dataclass
+class InjectResult:
+    """What :func:`inject` changed, as lines to show the user."""
+
+    patched: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+
+def encode_bundle(bundle_pem: bytes) -> str:
+    """The value of ``caBundle``: the PEM bundle, base64 encoded, on one line."""
+    return base64.b64encode(bundle_pem).decode("ascii")
+
+
+def ca_bundle_patch(configuration: Mapping[str, Any], ca_bundle: str) -> list[dict[str, Any]]:
+    """A JSON patch setting ``clientConfig.caBundle`` of every webhook of ``configuration``.
+
+    Each webhook's ``add`` is preceded by a ``test`` of its name, so that if
+    the list changed since it was read the API server rejects the whole patch
+    instead of putting the bundle on the wrong entry.  Webhooks that already
+    carry ``ca_bundle`` are left out; the result is empty when nothing changes.
+    """
+    ops: list[dict[str, Any]] = []
+    for i, webhook in enumerate(configuration.get("webhooks") or []):
+        client_config = webhook.get("clientConfig")
+        if isinstance(client_config, Mapping) and client_config.get("caBundle") == ca_bundle:
+            continue
+        ops.append({"op": "test", "path": f"/webhooks/{i}/name", "value": webhook.get("name")})
+        if isinstance(client_config, Mapping):
+            ops.append({"op": "add", "path": f"/webhooks/{i}/clientConfig/caBundle", "value": ca_bundle})
+        else:
+            ops.append({"op": "add", "path": f"/webhooks/{i}/clientConfig", "value": {"caBundle": ca_bundle}})
+    return ops
+
+
+def secret_data(ca_bundle_pem: bytes, cert_pem: bytes, key_pem: bytes) -> dict[str, str]:
+    """The ``data`` of the TLS Secret: ``tls.crt``, ``tls.key`` and ``ca.crt``, base64 encoded."""
+    return {
+        TLS_CRT: base64.b64encode(cert_pem).decode("ascii"),
+        TLS_KEY: base64.b64encode(key_pem).decode("ascii"),
+        CA_CRT: base64.b64encode(ca_bundle_pem).decode("ascii"),
+    }
+
+
+def tls_secret(namespace: str, name: str, data: Mapping[str, str]) -> dict[str, Any]:
+    """A new ``kubernetes.io/tls`` Secret holding ``data``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": SECRET_TYPE_TLS,
+        "data": dict(data),
+    }
+
+
+def secret_data_patch(existing: Mapping[str, Any], data: Mapping[str, str]) -> dict[str, Any] | None:
+    """A merge patch bringing ``existing``'s three keys to ``data``; None when they already match.
+
+    Other keys of the Secret are kept.  The patch carries the Secret's
+    ``resourceVersion`` so a concurrent writer makes it fail with a conflict
+    rather than be overwritten.  A Secret of another type is refused (the
+    type of a Secret cannot be changed).
+    """
+    meta = existing.get("metadata") or {}
+    kind_type = existing.get("type") or "Opaque"
+    if kind_type != SECRET_TYPE_TLS:
+        raise CertsError(
+            f"Secret {meta.get('namespace')}/{meta.get('name')} has type {kind_type}, "
+            f"not {SECRET_TYPE_TLS}; delete it or choose another name"
+        )
+    current = existing.get("data") or {}
+    changed = {k: v for k, v in data.items() if current.get(k) != v}
+    if not changed:
+        return None
+    patch: dict[str, Any] = {"data": changed}
+    if meta.get("resourceVersion"):
+        patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+    return patch
+
+
+def parse_secret_ref(value: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` -> ``(namespace, name)``; :class:`CertsError` if malformed."""
+    namespace, sep, name = value.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise CertsError(f'invalid Secret reference "{value}": expected NAMESPACE/NAME')
+    return namespace, name
+
+
+@dataclass(frozen=True)
+class DirectoryContent:
+    """What :func:`inject` sends, read from a certificate directory and checked."""
+
+    bundle_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+
+def read_directory(directory: str | os.PathLike[str], *, need_pair: bool) -> DirectoryContent:
+    """Read ``ca.crt`` (and the serving pair when ``need_pair``), checking they belong together."""
+    paths = CertPaths.of(directory)
+    bundle_pem = inspect.read_bytes(paths.ca_crt)
+    bundle = inspect.parse_certificates(bundle_pem, str(paths.ca_crt))
+    if not need_pair:
+        return DirectoryContent(bundle_pem, b"", b"")
+    pair = inspect.load_pair(paths.tls_crt, paths.tls_key)
+    if not any(inspect.issued_by(pair.cert, ca) for ca in bundle):
+        raise CertsError(f"{paths.tls_crt} is not signed by any CA in {paths.ca_crt}")
+    return DirectoryContent(bundle_pem, pair.cert_pem, pair.key_pem)
+
+
+def inject(
+    kubeconfig: str | os.PathLike[str] | None,
+    directory: str | os.PathLike[str],
+    *,
+    webhook_configurations: Sequence[str] = (),
+    secret: str | None = None,
+    context: str | None = None,
+) -> InjectResult:
+    """Patch ``caBundle`` into the named webhook configurations and write the TLS Secret.
+
+    Each name in ``webhook_configurations`` is looked up both as a
+    ValidatingWebhookConfiguration and a MutatingWebhookConfiguration; it is
+    an error if neither exists.  All files are read and checked, and all
+    configurations looked up, before anything is written.
+    """
+    secret_ref = parse_secret_ref(secret) if secret is not None else None
+    if not webhook_configurations and secret_ref is None:
+        raise CertsError("nothing to do: give --webhook-configuration and/or --secret")
+    content = read_directory(directory, need_pair=secret_ref is not None)
+    ca_bundle = encode_bundle(content.bundle_pem)
+    result = InjectResult()
+    with _api_client(kubeconfig, context) as client:
+        api = _Api(client)
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        for name in webhook_configurations:
+            kinds = [(kind, obj) for kind in (VALIDATING, MUTATING) if (obj := api.get_webhook(kind, name))]
+            if not kinds:
+                raise CertsError(f'no {VALIDATING} or {MUTATING} named "{name}" found')
+            found.extend((kind, name, obj) for kind, obj in kinds)
+        for kind, name, obj in found:
+            ops = ca_bundle_patch(obj, ca_bundle)
+            count = len(obj.get("webhooks") or [])
+            if ops:
+                api.patch_webhook(kind, name, ops)
+                result.patched.append(f"{kind}/{name}")
+                result.messages.append(f"{kind} {name}: caBundle set on {count} webhook(s)")
+            else:
+                result.messages.append(f"{kind} {name}: caBundle already up to date on {count} webhook(s)")
+        if secret_ref is not None:
+            namespace, name = secret_ref
+            data = secret_data(content.bundle_pem, content.cert_pem, content.key_pem)
+            result.messages.append(api.apply_secret(namespace, name, data))
+            result.patched.append(f"Secret/{namespace}/{name}")
+    return result
+
+
+def _api_client(kubeconfig: str | os.PathLike[str] | None, context: str | None) -> Any:
+    import yaml  # noqa: PLC0415
+    from kubernetes import config  # noqa: PLC0415 - the client is slow to import; only inject needs it
+    from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
+
+    if kubeconfig is not None:
+        # Check the file first: the client's own messages for a missing or foreign file are cryptic.
+        try:
+            loaded = yaml.safe_load(inspect.read_bytes(kubeconfig))
+        except yaml.YAMLError:
+            loaded = None
+        if not isinstance(loaded, dict):
+            raise CertsError(
+                f"cannot load kubeconfig {kubeconfig}: not a kubeconfig file (expected a YAML mapping)"
+            )
+    load: Any = config.new_client_from_config
+    try:
+        return load(config_file=os.fspath(kubeconfig) if kubeconfig is not None else None, context=context)
+    except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CertsError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from None
+
+
+class _Api:
+    """The four calls inject needs, with API errors turned into :class:`CertsError`."""
+
+    def __init__(self, client: Any) -> None:
+        from kubernetes import client as k8s  # noqa: PLC0415
+
+        self._admission = k8s.AdmissionregistrationV1Api(client)
+        self._core = k8s.CoreV1Api(client)
+
+    def get_webhook(self, kind: str, name: str) -> dict[str, Any] | None:
+        read = (
+            self._admission.read_validating_webhook_configuration
+            if kind == VALIDATING
+            else self._admission.read_mutating_webhook_configuration
+        )
+        found: dict[str, Any] | None = self._call(f"get {kind} {name}", read, name, missing_ok=True)
+        return found
+
+    def patch_webhook(self, kind: str, name: str, ops: list[dict[str, Any]]) -> None:
+        patch = (
+            self._admission.patch_validating_webhook_configuration
+            if kind == VALIDATING
+            else self._admission.patch_mutating_webhook_configuration
+        )
+        self._call(f"patch {kind} {name}", patch, name, ops, _content_type=JSON_PATCH)
+
+    def apply_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> str:
+        what = f"Secret {namespace}/{name}"
+        existing = self._call(
+            f"get {what}", self._core.read_namespaced_secret, name, namespace, missing_ok=True
+        )
+        if existing is None:
+            self._call(
+                f"create {what}",
+                self._core.create_namespaced_secret,
+                namespace,
+                tls_secret(namespace, name, data),
+            )
+            return f"{what}: created"
+        patch = secret_data_patch(existing, data)
+        if patch is None:
+            return f"{what}: already up to date"
+        self._call(
+            f"update {what}",
+            self._core.patch_namespaced_secret,
+            name,
+            namespace,
+            patch,
+            _content_type=MERGE_PATCH,
+        )
+        return f"{what}: updated {', '.join(sorted(patch['data']))}"
+
+    def _call(self, what: str, method: Any, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
+        from urllib3.exceptions import HTTPError, MaxRetryError  # noqa: PLC0415
+
+        try:
+            response = method(*args, _preload_content=False, **kwargs)
+        except ApiException as exc:
+            if missing_ok and exc.status == 404:
+                return None
+            raise CertsError(f"cannot {what}: {_api_error(exc)}") from None
+        except MaxRetryError as exc:
+            raise CertsError(f"cannot {what}: {exc.reason or exc}") from None
+        except HTTPError as exc:
+            raise CertsError(f"cannot {what}: {exc}") from None
+        try:
+            body = json.loads(response.data or b"{}")
+        finally:
+            response.release_conn()
+        return body
+
+
+def _api_error(exc: Any) -> str:
+    """``<code> <reason>: <Status.message>`` from an ApiException (or the raw body if it is no Status)."""
+    body = exc.body or b""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    message = text.strip()
+    try:
+        status = json.loads(text) if text else None
+    except ValueError:
+        status = None
+    if isinstance(status, dict):
+        message = str(status.get("message") or "")
+    head = f"{exc.status} {exc.reason}"
+    return f"{head}: {message}" if message else head

@@ -1,0 +1,308 @@
+"""A small typed client over the ``kubernetes`` package: plain dicts in, plain dicts out.
+
+The reconciler needs a handful of verbs (list, get, create, replace, merge patch, delete and raw GETs of
+``/readyz``, ``/version`` and ``/openapi/v3``) on any resource, built-in or custom.  The generated API
+classes would deserialize every list into model objects, which is the dominant cost of a 10,000-object
+list; this wrapper keeps the ``kubernetes`` configuration, authentication and connection pool, and
+parses JSON once into dicts.
+
+Errors are mapped onto three exception classes so that callers decide on behaviour, not on status codes:
+:class:`ApiError` (the server answered with an error), :class:`Conflict` and :class:`NotFound` (the two
+the reconcilers act on), and :class:`Unreachable` (no answer at all).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import urllib3
+import yaml
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.config.config_exception import ConfigException
+
+__all__ = [
+    "ApiError",
+    "Conflict",
+    "InvalidKubeconfig",
+    "KubeClient",
+    "NotFound",
+    "Resource",
+    "Unreachable",
+]
+
+Obj = dict[str, Any]
+
+
+class ApiError(Exception):
+    """The apiserver answered with an error status; ``reason`` and ``message`` come from its Status body."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+class NotFound(ApiError):
+    """404: the object (or the resource) does not exist."""
+
+
+class Conflict(ApiError):
+    """409: a stale resourceVersion (``Conflict``) or an existing name (``AlreadyExists``)."""
+
+
+class Unreachable(Exception):
+    """No HTTP answer: connection refused, reset, timed out or a TLS failure."""
+
+
+class InvalidKubeconfig(Exception):
+    """The kubeconfig cannot be parsed or names no usable cluster."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One REST resource: ``group`` is ``""`` for the core group."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = False
+    kind: str = ""
+
+    @property
+    def api_version(self) -> str:
+        """``group/version``, or ``version`` alone for the core group."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_resource(self) -> str:
+        """``plural.group`` (``plural`` for core), as the apiserver names a resource in messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def path(self, name: str | None = None, namespace: str | None = None, subresource: str = "") -> str:
+        """The URL path of the collection, or of one object (and its subresource)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name, safe='')}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+def _configuration_from_dict(config: Mapping[str, Any], context: str | None = None) -> Any:
+    configuration = k8s_client.Configuration()
+    try:
+        k8s_config.load_kube_config_from_dict(
+            dict(config), context=context, client_configuration=configuration, persist_config=False
+        )
+    except (ConfigException, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidKubeconfig(str(exc) or type(exc).__name__) from exc
+    return configuration
+
+
+class KubeClient:
+    """A thread-safe client for one apiserver; counts its own requests for the metrics and benchmarks."""
+
+    def __init__(self, configuration: Any, *, timeout: float = 30.0) -> None:
+        # No urllib3-level retries: the engine has its own backoff and must see outages at once.
+        configuration.retries = False
+        self._api = k8s_client.ApiClient(configuration=configuration)
+        self.host: str = configuration.host
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    # --- construction -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_kubeconfig_file(
+        cls, path: str, *, context: str | None = None, timeout: float = 30.0
+    ) -> KubeClient:
+        """A client from a kubeconfig file; :class:`InvalidKubeconfig` when it cannot be used."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle)
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidKubeconfig(f"{path}: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise InvalidKubeconfig(f"{path}: not a kubeconfig mapping")
+        return cls(_configuration_from_dict(data, context), timeout=timeout)
+
+    @classmethod
+    def from_kubeconfig_text(cls, text: str | bytes, *, timeout: float = 30.0) -> KubeClient:
+        """A client from kubeconfig content (a Secret value); :class:`InvalidKubeconfig` when unusable."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidKubeconfig(f"cannot parse kubeconfig: {exc}") from exc
+        if not isinstance(data, Mapping):
+            raise InvalidKubeconfig("kubeconfig is not a mapping")
+        return cls(_configuration_from_dict(data), timeout=timeout)
+
+    @classmethod
+    def in_cluster(cls, *, timeout: float = 30.0) -> KubeClient:
+        """A client from the pod's service account."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except ConfigException as exc:
+            raise InvalidKubeconfig(str(exc)) from exc
+        return cls(configuration, timeout=timeout)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._api.close()
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- raw requests ---------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> bytes:
+        """One HTTP request; the response body on 2xx, else :class:`ApiError` / :class:`Unreachable`."""
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        _, url, headers, _, _ = self._api.param_serialize(
+            method=method, resource_path=path, header_params=headers, auth_settings=["BearerToken"]
+        )
+        with self._lock:
+            self.requests += 1
+        try:
+            response = self._api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=timeout or self.timeout
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Unreachable(f"{method} {self.host}{path}: {exc}") from exc
+        except k8s_client.ApiException as exc:  # the REST layer raises it for TLS failures only
+            raise Unreachable(f"{method} {self.host}{path}: {exc.reason}") from exc
+        try:
+            data: bytes = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise Unreachable(f"{method} {self.host}{path}: {exc}") from exc
+        finally:
+            response.response.release_conn()
+        if response.status >= 300:
+            raise _error_from(response.status, data)
+        return data
+
+    def get_json(self, path: str, *, timeout: float | None = None) -> Any:
+        """GET a path and parse the JSON body."""
+        return json.loads(self.request("GET", path, timeout=timeout))
+
+    def get_text(self, path: str, *, timeout: float | None = None) -> str:
+        """GET a path (``/readyz``) and return the body as text."""
+        return self.request("GET", path, timeout=timeout).decode("utf-8", "replace")
+
+    # --- object verbs ---------------------------------------------------------------------------------
+
+    def list(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> tuple[list[Obj], str]:
+        """All objects of ``resource`` in one request, and the list's resourceVersion."""
+        query = {"labelSelector": label_selector} if label_selector else None
+        data = json.loads(self.request("GET", resource.path(namespace=namespace), query=query))
+        items: list[Obj] = data.get("items") or []
+        for item in items:
+            # Lists omit apiVersion/kind on items; put them back so objects look the same as from a GET.
+            item.setdefault("apiVersion", resource.api_version)
+            if resource.kind:
+                item.setdefault("kind", resource.kind)
+        return items, str((data.get("metadata") or {}).get("resourceVersion", ""))
+
+    def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> Obj:
+        """One object; :class:`NotFound` when absent."""
+        obj: Obj = json.loads(self.request("GET", resource.path(name, namespace)))
+        return obj
+
+    def create(self, resource: Resource, obj: Mapping[str, Any], *, namespace: str | None = None) -> Obj:
+        """Create; :class:`Conflict` (AlreadyExists) when the name is taken."""
+        created: Obj = json.loads(self.request("POST", resource.path(namespace=namespace), body=dict(obj)))
+        return created
+
+    def replace(self, resource: Resource, obj: Mapping[str, Any], *, subresource: str = "") -> Obj:
+        """PUT the whole object; :class:`Conflict` when its resourceVersion is stale."""
+        meta = obj["metadata"]
+        path = resource.path(meta["name"], meta.get("namespace"), subresource)
+        replaced: Obj = json.loads(self.request("PUT", path, body=dict(obj)))
+        return replaced
+
+    def merge_patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        namespace: str | None = None,
+        subresource: str = "",
+    ) -> Obj:
+        """One JSON merge patch (RFC 7386) on the object or its subresource."""
+        path = resource.path(name, namespace, subresource)
+        body = self.request("PATCH", path, body=dict(patch), content_type="application/merge-patch+json")
+        patched: Obj = json.loads(body)
+        return patched
+
+    def delete(self, resource: Resource, name: str, *, namespace: str | None = None) -> None:
+        """Delete (background propagation); a missing object is not an error."""
+        try:
+            self.request(
+                "DELETE",
+                resource.path(name, namespace),
+                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+            )
+        except NotFound:
+            pass
+
+
+def _error_from(status: int, data: bytes) -> ApiError:
+    reason, message = "", ""
+    try:
+        body = json.loads(data)
+        if isinstance(body, Mapping):
+            reason = str(body.get("reason") or "")
+            message = str(body.get("message") or "")
+    except ValueError:
+        message = data[:200].decode("utf-8", "replace")
+    if status == 404:
+        return NotFound(status, reason or "NotFound", message)
+    if status == 409:
+        return Conflict(status, reason or "Conflict", message)
+    return ApiError(status, reason or "Error", message)
+
+
+@contextmanager
+def client_from_kubeconfig_text(text: str | bytes, *, timeout: float = 30.0) -> Iterator[KubeClient]:
+    """A :class:`KubeClient` for kubeconfig content, closed on exit."""
+    client = KubeClient.from_kubeconfig_text(text, timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,399 @@
+"""The poll engine: list each kind once per cycle, compute desired state in memory, write differences.
+
+A *cycle* runs every enabled controller over a :class:`Snapshot`, which lists each resource at most once
+(one request per kind, whatever the number of objects).  Controllers compute the desired object and
+hand it to :meth:`Context.apply`, which sends at most one merge patch to the main resource and one to
+``/status`` and nothing at all when they already agree; so at steady state a cycle makes no writes.
+
+Between cycles the engine sleeps until the earliest of: the next poll tick, the earliest time an object
+asked to be looked at again (a heartbeat going stale), or the earliest retry of a failed object.  Due
+objects are re-read with a GET each (or, when many are due at once, with a full cycle: a list is then
+cheaper).  Failures are isolated per object and retried with exponential backoff; a failed list (the
+apiserver unreachable) backs the whole cycle off, and the next successful cycle catches up.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from kcp_tmc.reconcilers.client import ApiError, Conflict, KubeClient, NotFound, Resource, Unreachable
+from kcp_tmc.reconcilers.diff import split_patches
+from kcp_tmc.reconcilers.leases import Ownership, StaticOwnership
+from kcp_tmc.reconcilers.metrics import Metrics
+
+__all__ = [
+    "Backoff",
+    "Context",
+    "Controller",
+    "Engine",
+    "NotOwner",
+    "ObjectRef",
+    "Outcome",
+    "RetryLater",
+    "Snapshot",
+]
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+#: Conflicts re-read and retried this many times within one reconcile before it counts as an error.
+CONFLICT_RETRIES = 3
+
+
+class RetryLater(Exception):
+    """A reconcile that cannot finish yet (its status says why); retried with the object's backoff."""
+
+
+class NotOwner(Exception):
+    """This replica does not hold the partition of the object (any more); the write was not sent."""
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """One object a controller is responsible for."""
+
+    controller: str
+    name: str
+    namespace: str = ""
+
+
+class Snapshot:
+    """The lists of one cycle: each resource is listed at most once, on first use."""
+
+    def __init__(self, client: KubeClient) -> None:
+        self.client = client
+        self._lists: dict[tuple[Resource, str | None], list[Obj]] = {}
+
+    def list(self, resource: Resource, label_selector: str | None = None) -> list[Obj]:
+        key = (resource, label_selector)
+        if key not in self._lists:
+            self._lists[key] = self.client.list(resource, label_selector=label_selector)[0]
+        return self._lists[key]
+
+
+@dataclass
+class Backoff:
+    """Per-object exponential backoff with jitter: ``base * 2**failures``, capped."""
+
+    base: float = 0.5
+    cap: float = 60.0
+    failures: dict[ObjectRef, int] = field(default_factory=dict)
+
+    def fail(self, ref: ObjectRef) -> float:
+        """Record a failure; the delay before the next attempt."""
+        count = self.failures.get(ref, 0)
+        self.failures[ref] = count + 1
+        delay = min(self.cap, self.base * (2**count))
+        return delay * random.uniform(0.8, 1.0)
+
+    def reset(self, ref: ObjectRef) -> None:
+        self.failures.pop(ref, None)
+
+
+class Context:
+    """What a controller sees during one reconcile: the snapshot, the time, and guarded writes."""
+
+    def __init__(self, engine: Engine, snapshot: Snapshot, now: datetime) -> None:
+        self.engine = engine
+        self.client = engine.client
+        self.snapshot = snapshot
+        self.now = now
+        self.controller = ""
+
+    @contextmanager
+    def guard(self, partition: int) -> Iterator[None]:
+        """Around one write: refuses (:class:`NotOwner`) unless this replica holds ``partition`` now."""
+        with self.engine.ownership.writing(partition) as allowed:
+            if not allowed or self.engine.stopping.is_set():
+                raise NotOwner(f"partition {partition} is not held by this replica")
+            yield
+        self.engine.metrics.writes.labels(self.controller).inc()
+
+    def apply(
+        self,
+        resource: Resource,
+        current: Obj,
+        desired_of: Callable[[Obj], Obj],
+        partition: int,
+    ) -> Obj:
+        """Bring ``current`` to ``desired_of(current)`` with at most one main and one status merge patch.
+
+        On 409 the object is re-read and ``desired_of`` is applied to the fresh copy, up to
+        :data:`CONFLICT_RETRIES` times.  Returns the object as stored.
+        """
+        obj = current
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                return self._apply_once(resource, obj, desired_of(obj), partition)
+            except Conflict:
+                if attempt == CONFLICT_RETRIES:
+                    raise
+                meta = obj["metadata"]
+                obj = self.client.get(resource, meta["name"], namespace=meta.get("namespace"))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _apply_once(self, resource: Resource, current: Obj, desired: Obj, partition: int) -> Obj:
+        meta = current["metadata"]
+        main, status = split_patches(current, desired)
+        if main is not None:
+            with self.guard(partition):
+                self.engine.log_write(self.controller, resource, meta, "")
+                current = self.client.merge_patch(
+                    resource, meta["name"], main, namespace=meta.get("namespace")
+                )
+            _, status = split_patches(current, desired)
+        if status is not None:
+            with self.guard(partition):
+                self.engine.log_write(self.controller, resource, meta, "status")
+                current = self.client.merge_patch(
+                    resource, meta["name"], status, namespace=meta.get("namespace"), subresource="status"
+                )
+        return current
+
+
+@dataclass
+class Outcome:
+    """What one reconcile asks of the engine: when to look at the object again (epoch seconds)."""
+
+    due_at: float | None = None
+
+
+class Controller(Protocol):
+    """A controller the engine drives."""
+
+    name: str
+
+    def refs(self, ctx: Context) -> list[tuple[ObjectRef, Obj, int]]:
+        """The objects of this cycle with their partition, from ``ctx.snapshot`` (lists only)."""
+
+    def reconcile(self, ctx: Context, obj: Obj, partition: int) -> Outcome:
+        """Bring one object to its desired state."""
+
+    def fetch(self, ctx: Context, ref: ObjectRef) -> Obj | None:
+        """A fresh copy of one object (for due and retried objects); None when it is gone."""
+
+
+@dataclass
+class Engine:
+    """Runs controllers in cycles; see the module docstring."""
+
+    client: KubeClient
+    controllers: list[Controller]
+    poll_interval: float = 30.0
+    ownership: Ownership = field(default_factory=StaticOwnership)
+    metrics: Metrics = field(default_factory=Metrics)
+    #: When more objects than this are due at once, a full cycle (lists) is cheaper than a GET each.
+    due_batch_limit: int = 50
+    clock: Callable[[], float] = time.time
+    max_cycle_backoff: float = 30.0
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
+    _due: list[tuple[float, ObjectRef]] = field(default_factory=list)
+    _due_at: dict[ObjectRef, float] = field(default_factory=dict)
+    _partition: dict[ObjectRef, int] = field(default_factory=dict)
+    backoff: Backoff = field(default_factory=Backoff)
+    _cycle_failures: int = 0
+    cycles: int = 0
+    healthy_at: float = 0.0
+    ready: bool = False
+    last_cycle_writes: int = 0
+
+    # --- scheduling --------------------------------------------------------------------------------------
+
+    def schedule(self, ref: ObjectRef, at: float | None) -> None:
+        """Look at ``ref`` again at ``at`` (epoch seconds); None cancels."""
+        if at is None:
+            self._due_at.pop(ref, None)
+            return
+        self._due_at[ref] = at
+        heapq.heappush(self._due, (at, ref))
+
+    def _pop_due(self, now: float) -> list[ObjectRef]:
+        out: list[ObjectRef] = []
+        while self._due and self._due[0][0] <= now:
+            at, ref = heapq.heappop(self._due)
+            if self._due_at.get(ref) == at:
+                del self._due_at[ref]
+                out.append(ref)
+        return out
+
+    def next_due(self) -> float | None:
+        while self._due and self._due_at.get(self._due[0][1]) != self._due[0][0]:
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
+
+    # --- logging ----------------------------------------------------------------------------------------------
+
+    def log_write(self, controller: str, resource: Resource, meta: dict[str, Any], subresource: str) -> None:
+        log.info(
+            "write",
+            extra={
+                "controller": controller,
+                "resource": resource.group_resource,
+                "object": meta.get("name"),
+                "namespace": meta.get("namespace") or None,
+                "subresource": subresource or None,
+            },
+        )
+
+    # --- cycles -------------------------------------------------------------------------------------------
+
+    def _controller(self, name: str) -> Controller | None:
+        return next((c for c in self.controllers if c.name == name), None)
+
+    def _reconcile(
+        self, ctx: Context, controller: Controller, ref: ObjectRef, obj: Obj, partition: int
+    ) -> int:
+        ctx.controller = controller.name
+        self._partition[ref] = partition
+        try:
+            outcome = controller.reconcile(ctx, obj, partition)
+        except NotOwner:
+            return 0
+        except (ApiError, Unreachable, RetryLater, ValueError, KeyError, TypeError) as exc:
+            delay = self.backoff.fail(ref)
+            self.schedule(ref, self.clock() + delay)
+            self.metrics.errors.labels(controller.name).inc()
+            log.warning(
+                "reconcile failed",
+                extra={
+                    "controller": controller.name,
+                    "object": ref.name,
+                    "error": str(exc),
+                    "retry_in": delay,
+                },
+            )
+            return 1
+        self.backoff.reset(ref)
+        self.metrics.reconciled.labels(controller.name).inc()
+        self.schedule(ref, outcome.due_at)
+        return 0
+
+    def run_cycle(self) -> bool:
+        """One full cycle; False when a list failed (the apiserver is unreachable or refused it)."""
+        started, cpu = time.perf_counter(), time.process_time()
+        writes_before = self.metrics.total_writes()
+        snapshot = Snapshot(self.client)
+        ctx = Context(self, snapshot, datetime.fromtimestamp(self.clock(), UTC))
+        owned = self.ownership.owned()
+        ok = True
+        seen: set[ObjectRef] = set()
+        for controller in self.controllers:
+            try:
+                work = controller.refs(ctx)
+            except (ApiError, Unreachable) as exc:
+                self.metrics.errors.labels(controller.name).inc()
+                log.warning("list failed", extra={"controller": controller.name, "error": str(exc)})
+                ok = False
+                continue
+            for ref, obj, partition in work:
+                seen.add(ref)
+                if partition not in owned:
+                    self._partition[ref] = partition
+                    continue
+                retry_at = self._due_at.get(ref)
+                if ref in self.backoff.failures and retry_at is not None and retry_at > self.clock():
+                    continue  # still backing off; it is scheduled
+                self._reconcile(ctx, controller, ref, obj, partition)
+        if ok:
+            # Objects that no longer exist leave the schedule.
+            for ref in [r for r in self._due_at if r not in seen]:
+                self.schedule(ref, None)
+                self.backoff.reset(ref)
+        self.cycles += 1
+        elapsed = time.perf_counter() - started
+        self.metrics.cycle_duration.observe(elapsed)
+        self.last_cycle_writes = int(self.metrics.total_writes() - writes_before)
+        log.debug(
+            "cycle",
+            extra={
+                "duration_s": round(elapsed, 4),
+                "cpu_s": round(time.process_time() - cpu, 4),
+                "writes": self.last_cycle_writes,
+                "ok": ok,
+            },
+        )
+        return ok
+
+    def run_due(self, refs: list[ObjectRef]) -> None:
+        """Re-read and reconcile the objects that became due, one GET each."""
+        snapshot = Snapshot(self.client)
+        ctx = Context(self, snapshot, datetime.fromtimestamp(self.clock(), UTC))
+        owned = self.ownership.owned()
+        for ref in refs:
+            controller = self._controller(ref.controller)
+            partition = self._partition.get(ref, 0)
+            if controller is None or partition not in owned:
+                continue
+            ctx.controller = controller.name
+            try:
+                obj = controller.fetch(ctx, ref)
+            except (ApiError, Unreachable) as exc:
+                self.schedule(ref, self.clock() + self.backoff.fail(ref))
+                self.metrics.errors.labels(controller.name).inc()
+                log.warning("get failed", extra={"object": ref.name, "error": str(exc)})
+                continue
+            if obj is None:
+                self.backoff.reset(ref)
+                continue
+            self._reconcile(ctx, controller, ref, obj, partition)
+
+    def request_cycle(self) -> None:
+        """Run a full cycle as soon as possible (a partition was just acquired)."""
+        self._wake.set()
+
+    def run(self) -> None:
+        """Cycle until :attr:`stopping` is set."""
+        next_full = self.clock()
+        while not self.stopping.is_set():
+            now = self.clock()
+            if self._wake.is_set():
+                self._wake.clear()
+                next_full = now
+            if now >= next_full:
+                ok = self.run_cycle()
+                if ok:
+                    self._cycle_failures = 0
+                    self.ready = True
+                    self.healthy_at = self.clock()
+                    next_full = now + self.poll_interval
+                else:
+                    self._cycle_failures += 1
+                    delay = min(self.max_cycle_backoff, 0.5 * 2 ** (self._cycle_failures - 1))
+                    next_full = self.clock() + min(delay, self.poll_interval)
+            else:
+                due = self._pop_due(now)
+                if len(due) > self.due_batch_limit:
+                    next_full = now  # a list is cheaper than this many GETs
+                    continue
+                if due:
+                    self.run_due(due)
+                self.healthy_at = self.clock()
+            wake = next_full
+            upcoming = self.next_due()
+            if upcoming is not None:
+                wake = min(wake, upcoming)
+            self._wake.wait(max(0.0, wake - self.clock()))
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the write in progress."""
+        self.stopping.set()
+        self._wake.set()
+
+
+def not_found_is_none(fetch: Callable[[], Obj]) -> Obj | None:
+    """``fetch()``, or None when the object is gone."""
+    try:
+        return fetch()
+    except NotFound:
+        return None

@@ -1,0 +1,196 @@
+"""Discovery and OpenAPI documents of the fake server.
+
+Discovery is the plain (non-aggregated) form: ``APIVersions``, ``APIGroupList``,
+``APIGroup`` and ``APIResourceList``.  OpenAPI v3 has one document per group
+version with a component schema per kind: the CRD's ``openAPIV3Schema`` for
+custom resources, a permissive object schema for built-ins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from kcp_tmc.testing.resources import ResourceInfo, ResourceTable
+
+Object = dict[str, Any]
+
+GIT_VERSION = "v1.30.0-fake"
+
+VERSION_INFO: Object = {
+    "major": "1",
+    "minor": "30",
+    "gitVersion": GIT_VERSION,
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-04-17T00:00:00Z",
+    "goVersion": "go1.22.2",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Sort key of Kubernetes version names: GA before beta before alpha, higher first, others last."""
+    match = _KUBE_VERSION.match(version)
+    if not match:
+        return (3, 0, 0, version)
+    major, stage, minor = int(match.group(1)), match.group(2), int(match.group(3) or 0)
+    rank = {None: 0, "beta": 1, "alpha": 2}[stage]
+    return (rank, -major, -minor, version)
+
+
+def api_versions(address: str) -> Object:
+    """``/api``."""
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}],
+    }
+
+
+def api_group(table: ResourceTable, group: str) -> Object | None:
+    """``/apis/<group>``: its versions, preferred first."""
+    versions = sorted(table.group_versions().get(group, []), key=version_priority)
+    if not versions:
+        return None
+    entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+    return {
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": group,
+        "versions": entries,
+        "preferredVersion": entries[0],
+    }
+
+
+def api_group_list(table: ResourceTable) -> Object:
+    """``/apis``: every named group."""
+    groups = []
+    for group in table.group_versions():
+        if group:
+            doc = api_group(table, group)
+            assert doc is not None
+            doc.pop("kind")
+            doc.pop("apiVersion")
+            groups.append(doc)
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+
+
+def _resource_entry(info: ResourceInfo) -> Object:
+    entry: Object = {
+        "name": info.plural,
+        "singularName": info.singular,
+        "namespaced": info.namespaced,
+        "kind": info.kind,
+        "verbs": sorted(info.verbs),
+    }
+    if info.short_names:
+        entry["shortNames"] = list(info.short_names)
+    if info.categories:
+        entry["categories"] = list(info.categories)
+    digest = hashlib.sha256(f"{info.group}/{info.version}/{info.kind}".encode()).digest()
+    entry["storageVersionHash"] = __import__("base64").b64encode(digest[:8]).decode()
+    return entry
+
+
+def resource_list(table: ResourceTable, group: str, version: str) -> Object | None:
+    """``/api/v1`` or ``/apis/<group>/<version>``: resources and their subresources."""
+    infos = table.resources(group, version)
+    if not infos:
+        return None
+    resources: list[Object] = []
+    for info in sorted(infos, key=lambda i: i.plural):
+        resources.append(_resource_entry(info))
+        for sub in info.subresources:
+            entry: Object = {
+                "name": f"{info.plural}/{sub}",
+                "singularName": "",
+                "namespaced": info.namespaced,
+                "kind": info.kind,
+                "verbs": ["get", "patch", "update"],
+            }
+            if sub == "scale":
+                entry.update({"group": "autoscaling", "version": "v1", "kind": "Scale"})
+            elif sub == "finalize":
+                entry["verbs"] = ["update"]
+            resources.append(entry)
+    group_version = f"{group}/{version}" if group else version
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
+
+
+# --- OpenAPI -------------------------------------------------------------------------------------------
+
+
+def _schema_name(info: ResourceInfo) -> str:
+    if info.custom:
+        reversed_group = ".".join(reversed(info.group.split(".")))
+        return f"{reversed_group}.{info.version}.{info.kind}"
+    package = {"": "core", "apps": "apps", "batch": "batch"}.get(info.group, info.group.split(".")[0])
+    return f"io.k8s.api.{package}.{info.version}.{info.kind}"
+
+
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+
+
+def _kind_schema(info: ResourceInfo) -> Object:
+    gvk = [{"group": info.group, "kind": info.kind, "version": info.version}]
+    if info.custom and info.schema:
+        body = json.loads(json.dumps(info.schema))
+    else:
+        body = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    properties = body.setdefault("properties", {})
+    properties.setdefault("apiVersion", {"type": "string"})
+    properties.setdefault("kind", {"type": "string"})
+    properties["metadata"] = {"allOf": [{"$ref": f"#/components/schemas/{_OBJECT_META}"}], "default": {}}
+    body.setdefault("type", "object")
+    body["x-kubernetes-group-version-kind"] = gvk
+    return body
+
+
+def openapi_v3_document(table: ResourceTable, group: str, version: str) -> Object | None:
+    """``/openapi/v3/apis/<group>/<version>`` (or ``/openapi/v3/api/v1``)."""
+    infos = table.resources(group, version)
+    if not infos:
+        return None
+    schemas: Object = {
+        _OBJECT_META: {
+            "type": "object",
+            "description": "ObjectMeta is metadata that all persisted resources must have.",
+            "x-kubernetes-preserve-unknown-fields": True,
+        }
+    }
+    for info in infos:
+        schemas[_schema_name(info)] = _kind_schema(info)
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": GIT_VERSION},
+        "paths": {},
+        "components": {"schemas": schemas},
+    }
+
+
+def openapi_v3_index(table: ResourceTable) -> Object:
+    """``/openapi/v3``: one entry per group version, with a content hash."""
+    paths: Object = {}
+    for group, versions in table.group_versions().items():
+        for version in versions:
+            key = f"apis/{group}/{version}" if group else f"api/{version}"
+            document = openapi_v3_document(table, group, version)
+            digest = hashlib.sha512(json.dumps(document, sort_keys=True).encode()).hexdigest()[:128].upper()
+            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest}"}
+    return {"paths": paths}
+
+
+def openapi_v2(table: ResourceTable) -> Object:
+    """``/openapi/v2``: a Swagger 2.0 document with a definition per kind."""
+    definitions: Object = {}
+    for info in table.all():
+        schema = _kind_schema(info)
+        schema["properties"]["metadata"] = {"type": "object"}
+        definitions[_schema_name(info)] = schema
+    return {"swagger": "2.0", "info": {"title": "Kubernetes", "version": GIT_VERSION}, "paths": {}, "definitions": definitions}

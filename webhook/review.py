@@ -1,0 +1,432 @@
+"""The review path: from a WSGI environ to the bytes of the answer.
+
+:class:`ReviewService` is the one implementation; it is reached either through
+:class:`ReviewDispatcher`, a thin WSGI layer in front of Flask that serves the four review
+routes itself (the default, it saves most of Flask's per-request cost), or through the
+``review`` blueprint's views (``fast_path=False``).  Both give byte-identical answers.
+
+What the path does, in order, and nothing more: check the method, content type and length;
+read the body (never more than the limit); ``json.loads`` it once; check the envelope
+(:func:`~kcp_tmc.policies.reviews.parse_review`); skip kinds no policy handles; evaluate with the
+apiserver's deadline; ``json.dumps`` the answer once.  No copies of the object, no diffing.
+
+Bad input gets a ``metav1.Status``-shaped JSON body: 400 (not JSON, not an AdmissionReview, no
+``request.uid``), 413 (body over the limit, refused from ``Content-Length`` before reading it),
+415 (content type), 404 (unknown policy), 405 (not POST).  Once the uid is known the answer is
+always a well-formed review with HTTP 200: an ill-typed field is a denial with code 400, and an
+unexpected error of this server a denial with code 500 (never an HTTP 5xx, which the apiserver
+would hand to ``failurePolicy``; a bug fails closed, as kopf and Gatekeeper do).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Response, current_app
+from flask import request as flask_request
+
+from kcp_tmc.policies.admission import AdmissionRequest, AdmissionResponse
+from kcp_tmc.policies.engine import Engine, Outcome, UnknownPolicyError
+from kcp_tmc.policies.policy import Lookup, PolicyType
+from kcp_tmc.policies.reviews import ReviewError, parse_review, review_response
+from kcp_tmc.webhook.logs import review_log
+from kcp_tmc.webhook.metrics import Metrics
+
+__all__ = ["ReviewDispatcher", "ReviewService", "blueprint", "parse_timeout"]
+
+log = logging.getLogger("kcp_tmc.webhook")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+Answer = tuple[str, list[tuple[str, str]], bytes]
+
+_STATUS_LINE = {
+    200: "200 OK",
+    400: "400 Bad Request",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    413: "413 Content Too Large",
+    415: "415 Unsupported Media Type",
+}
+_REASON = {
+    400: "BadRequest",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    500: "InternalError",
+}
+_READ_STEP = 64 * 1024
+
+
+def parse_timeout(query: str) -> float | None:
+    """The ``timeout`` of a query string in seconds (``10s``, ``500ms``, ``1m``, ``2``), else ``None``.
+
+    The apiserver sends whole seconds (``timeout=10s``); anything unreadable is ignored, since
+    refusing a review over its budget hint would be worse than using the default.
+    """
+    start = query.find("timeout=")
+    if start < 0 or (start > 0 and query[start - 1] != "&"):
+        return None
+    value = query[start + 8 :].split("&", 1)[0].strip()
+    scale = 1.0
+    if value.endswith("ms"):
+        value, scale = value[:-2], 0.001
+    elif value.endswith("s"):
+        value = value[:-1]
+    elif value.endswith("m"):
+        value, scale = value[:-1], 60.0
+    try:
+        seconds = float(value) * scale
+    except ValueError:
+        return None
+    if not 0 < seconds < 3600:  # also refuses nan and inf
+        return None
+    return seconds
+
+
+def error_body(code: int, message: str) -> bytes:
+    """A ``metav1.Status`` failure as JSON: the reason for an HTTP error answer."""
+    status = {
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "code": code,
+        "reason": _REASON.get(code, "BadRequest"),
+        "message": message,
+    }
+    return json.dumps(status, separators=(",", ":")).encode()
+
+
+def _json_answer(code: int, body: bytes, extra: list[tuple[str, str]] | None = None) -> Answer:
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    if extra:
+        headers.extend(extra)
+    return _STATUS_LINE[code], headers, body
+
+
+class _Refused(Exception):
+    """An HTTP error answer decided while reading the request."""
+
+    def __init__(self, code: int, message: str, extra: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Which review route a path names: validating or mutating, all policies or one."""
+
+    mutating: bool
+    policy: str | None
+
+    @property
+    def webhook(self) -> str:
+        base = "/mutate" if self.mutating else "/validate"
+        return f"{base}/{self.policy}" if self.policy else base
+
+
+def route_of(path: str) -> Route | None:
+    """The review route of ``path``, or ``None`` when it is not one."""
+    if path.startswith("/validate"):
+        mutating, rest = False, path[9:]
+    elif path.startswith("/mutate"):
+        mutating, rest = True, path[7:]
+    else:
+        return None
+    if not rest:
+        return Route(mutating, None)
+    if rest[0] != "/" or len(rest) == 1 or "/" in rest[1:]:
+        return None
+    return Route(mutating, rest[1:])
+
+
+class ReviewService:
+    """Answers AdmissionReviews with an :class:`~kcp_tmc.policies.engine.Engine`.
+
+    ``enabled_kinds`` are the ``(group, kind)`` pairs at least one enabled policy handles;
+    reviews of any other kind are allowed unchanged without reaching the engine.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics,
+        *,
+        enabled_kinds: Iterable[tuple[str, str]],
+        max_body_bytes: int,
+        default_timeout: float,
+        deadline_margin: float,
+        lookup: Lookup | None = None,
+        log_reviews: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.enabled_kinds = frozenset(enabled_kinds)
+        self.max_body_bytes = max_body_bytes
+        self.default_timeout = default_timeout
+        self.deadline_margin = deadline_margin
+        self.lookup = lookup
+        self.log_reviews = log_reviews
+        self.clock = clock
+        self.policy_types: Mapping[str, PolicyType] = {p.name: p.type for p in engine.policies}
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _read_body(self, environ: Mapping[str, Any]) -> bytes:
+        ctype = environ.get("CONTENT_TYPE") or ""
+        media = ctype.split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            got = f"got {ctype!r}" if ctype else "it is missing"
+            raise _Refused(415, f"Content-Type must be application/json, {got}")
+        stream = environ["wsgi.input"]
+        limit = self.max_body_bytes
+        length = environ.get("CONTENT_LENGTH")
+        try:
+            if length:
+                try:
+                    size = int(length)
+                except ValueError:
+                    raise _Refused(400, f"Content-Length must be a number of bytes, got {length!r}") from None
+                if size < 0:
+                    raise _Refused(400, f"Content-Length must be a number of bytes, got {length!r}")
+                if size > limit:
+                    raise _Refused(413, f"the body is {size} bytes, over the limit of {limit} bytes")
+                body: bytes = stream.read(size)
+                if len(body) < size:
+                    raise _Refused(400, f"the body ended after {len(body)} of {size} bytes")
+                return body
+            # No length: a chunked body.  Read in steps and stop one byte past the limit.
+            parts: list[bytes] = []
+            total = 0
+            while True:
+                chunk = stream.read(min(_READ_STEP, limit + 1 - total))
+                if not chunk:
+                    return b"".join(parts)
+                parts.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    raise _Refused(413, f"the body is over the limit of {limit} bytes")
+        except _Refused:
+            raise
+        except Exception as exc:  # a reset, a timeout, a malformed chunk: the body is unusable
+            raise _Refused(400, f"cannot read the body: {exc or type(exc).__name__}") from None
+
+    # -- answering -------------------------------------------------------------------------
+
+    def serve(self, environ: Mapping[str, Any], route: Route) -> Answer:
+        """The answer to one request on a review route (never raises)."""
+        started = self.clock()
+        webhook = "/mutate" if route.mutating else "/validate"
+        try:
+            if environ.get("REQUEST_METHOD") != "POST":
+                raise _Refused(405, "send AdmissionReviews with POST", [("Allow", "POST")])
+            if route.policy is not None:
+                self._check_policy(route)
+                webhook = route.webhook
+            body = self._read_body(environ)
+        except _Refused as refused:
+            self.metrics.observe_review(webhook, "", "", "invalid", self.clock() - started)
+            return _json_answer(refused.code, error_body(refused.code, refused.message), refused.extra)
+        try:
+            data = json.loads(body)
+        except ValueError as exc:  # includes bodies that are not UTF-8
+            return self._bad(webhook, started, f"the body is not valid JSON: {exc}")
+        try:
+            version, request = parse_review(data)
+        except ReviewError as exc:
+            if exc.uid is None:
+                return self._bad(webhook, started, str(exc))
+            # The uid is known, so the apiserver gets an answer it can match.
+            response: AdmissionResponse = {
+                "uid": exc.uid,
+                "allowed": False,
+                "status": {"code": 400, "reason": "BadRequest", "message": str(exc)},
+            }
+            self.metrics.observe_review(webhook, "", "", "invalid", self.clock() - started)
+            return self._review(data["apiVersion"], response)
+        try:
+            return self._evaluate(environ, route, webhook, version, request, started)
+        except Exception as exc:  # a bug of ours: answer the review, closed, and say where to look
+            uid = request["uid"]
+            log.exception("internal error answering review %s", uid, extra={"uid": uid})
+            response = {
+                "uid": uid,
+                "allowed": False,
+                "status": {
+                    "code": 500,
+                    "reason": "InternalError",
+                    "message": f"internal error in the webhook ({type(exc).__name__}); "
+                    f"its log has the details under uid {uid}",
+                },
+            }
+            self.metrics.observe_review(webhook, "", "", "error", self.clock() - started)
+            return self._review(version, response)
+
+    def _check_policy(self, route: Route) -> None:
+        assert route.policy is not None
+        ptype = self.policy_types.get(route.policy)
+        if ptype is None:
+            raise _Refused(404, str(UnknownPolicyError(route.policy, self.policy_types)))
+        if (ptype is PolicyType.MUTATING) != route.mutating:
+            right = "/mutate" if ptype is PolicyType.MUTATING else "/validate"
+            raise _Refused(
+                404,
+                f"policy {route.policy!r} is a {ptype.value} policy: send its reviews to {right}/{route.policy}",
+            )
+
+    def _bad(self, webhook: str, started: float, message: str) -> Answer:
+        self.metrics.observe_review(webhook, "", "", "invalid", self.clock() - started)
+        return _json_answer(400, error_body(400, message))
+
+    @staticmethod
+    def _review(version: str, response: AdmissionResponse) -> Answer:
+        body = json.dumps(review_response(version, response), separators=(",", ":")).encode()
+        return _json_answer(200, body)
+
+    def _evaluate(
+        self,
+        environ: Mapping[str, Any],
+        route: Route,
+        webhook: str,
+        version: str,
+        request: AdmissionRequest,
+        started: float,
+    ) -> Answer:
+        uid = request["uid"]
+        gvk = request["kind"]
+        kind = gvk["kind"]
+        operation = request["operation"]
+        if (gvk.get("group", ""), kind) not in self.enabled_kinds:
+            self.metrics.observe_review(webhook, operation, kind, "unknown_kind", self.clock() - started)
+            answer = self._review(version, {"uid": uid, "allowed": True})
+            self._log(webhook, request, "allowed", 200, None, started)
+            return answer
+        budget = parse_timeout(environ.get("QUERY_STRING") or "") or self.default_timeout
+        deadline = started + budget - min(self.deadline_margin, budget / 10)
+        outcome = self.engine.evaluate(
+            request,
+            phase="mutate" if route.mutating else "validate",
+            policy=route.policy,
+            lookup=self.lookup,
+            deadline=deadline,
+        )
+        answer = self._review(version, outcome.to_response(uid, mutating=route.mutating))
+        if outcome.allowed:
+            decision = "allowed"
+        else:
+            decision = "error" if outcome.code >= 500 else "denied"
+        elapsed = self.clock() - started
+        metrics = self.metrics
+        metrics.observe_review(webhook, operation, kind, decision, elapsed)
+        for result in outcome.results:
+            if result.duration or result.decision == "errored":
+                metrics.observe_policy(result.name, result.duration, result.decision == "errored")
+        self._log(webhook, request, decision, outcome.code, outcome, started)
+        return answer
+
+    def _log(
+        self,
+        webhook: str,
+        request: AdmissionRequest,
+        decision: str,
+        code: int,
+        outcome: Outcome | None,
+        started: float,
+    ) -> None:
+        if not self.log_reviews or not review_log.isEnabledFor(logging.INFO):
+            return
+        denied: list[str] = []
+        warned: list[str] = []
+        errored: list[str] = []
+        if outcome is not None:
+            for result in outcome.results:
+                if result.decision == "denied":
+                    denied.append(result.name)
+                elif result.decision in ("warned", "audited"):
+                    warned.append(result.name)
+                elif result.decision == "errored":
+                    errored.append(result.name)
+        user = request.get("userInfo") or {}
+        review_log.info(
+            "review",
+            extra={
+                "fields": {
+                    "uid": request["uid"],
+                    "webhook": webhook,
+                    "kind": request["kind"]["kind"],
+                    "namespace": request.get("namespace") or "",
+                    "name": request.get("name") or "",
+                    "operation": request["operation"],
+                    "subResource": request.get("subResource") or "",
+                    "user": user.get("username", ""),
+                    "dryRun": bool(request.get("dryRun")),
+                    "decision": decision,
+                    "code": code,
+                    "denied": denied,
+                    "warned": warned,
+                    "errored": errored,
+                    "durationMs": round((self.clock() - started) * 1000, 3),
+                }
+            },
+        )
+
+
+class ReviewDispatcher:
+    """WSGI middleware: review routes go straight to the service, everything else to Flask.
+
+    Installed as ``app.wsgi_app`` so that ``app.test_client()`` and gunicorn both pass
+    through it.
+    """
+
+    def __init__(self, app: WSGIApp, service: ReviewService) -> None:
+        self.app = app
+        self.service = service
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        route = route_of(environ.get("PATH_INFO") or "")
+        if route is None:
+            return self.app(environ, start_response)
+        status, headers, body = self.service.serve(environ, route)
+        start_response(status, headers)
+        return (body,)
+
+
+blueprint = Blueprint("review", __name__)
+
+
+def _flask_view(route: Route) -> Response:
+    service: ReviewService = current_app.extensions["kcp_tmc.webhook"].service
+    status, headers, body = service.serve(flask_request.environ, route)
+    return Response(body, status=status, headers=headers)
+
+
+@blueprint.route("/validate", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def validate() -> Response:
+    """All validating policies."""
+    return _flask_view(Route(False, None))
+
+
+@blueprint.route("/mutate", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def mutate() -> Response:
+    """All mutating policies."""
+    return _flask_view(Route(True, None))
+
+
+@blueprint.route("/validate/<policy>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def validate_one(policy: str) -> Response:
+    """One validating policy (a webhook registration of its own)."""
+    return _flask_view(Route(False, policy))
+
+
+@blueprint.route("/mutate/<policy>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+def mutate_one(policy: str) -> Response:
+    """One mutating policy."""
+    return _flask_view(Route(True, policy))

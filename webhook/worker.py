@@ -1,0 +1,183 @@
+"""The gunicorn worker ``tmc-webhook`` runs: event-driven connections, bounded at every stage.
+
+Why not ``gthread``: it hands every new connection to a thread that completes the TLS
+handshake and then waits for the first request without a time limit, so a few idle
+keep-alive connections (kube-apiserver keeps a pool of them) block every thread and real
+reviews queue behind them (see ``docs/webhook.md``).
+
+This worker is gevent's event loop without monkey-patching: each connection is a greenlet
+that costs nothing while it waits, so no number of idle, slow or half-open connections holds up
+another connection's review.  Every wait is bounded:
+
+* ``handshake_timeout``: a connection that does not finish its TLS handshake in time is closed;
+* ``keepalive`` (gunicorn's ``--keep-alive``): an idle connection waits at most that long for its
+  next request; keep it above the client's idle timeout (Go's is 90 s) so that the client, not
+  the server, closes idle connections and never sends a review into a closing one;
+* ``header_timeout``: once the first byte of a request has arrived, its request line and headers
+  must be complete within this time (the slow-loris defence, nginx's
+  ``client_header_timeout``);
+* ``body_timeout``: longest wait for the next piece of a body (nginx's ``client_body_timeout``);
+* ``worker_connections``: open connections per worker; beyond it new ones wait in the backlog.
+
+Policies are not run in greenlets: without monkey-patching, the engine's deadline threads are
+real threads, so a policy that spins past the apiserver's budget is still answered for in time.
+The TLS context comes from :class:`~kcp_tmc.webhook.tls.ReloadingTLS`: a renewed certificate is
+used for new connections without a restart.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from functools import partial
+from typing import Any
+
+import gevent
+from gevent import socket as gsocket
+from gevent import ssl as gssl
+from gevent.pool import Pool
+from gevent.server import StreamServer
+from gunicorn import http
+from gunicorn.workers.ggevent import GeventWorker
+
+from kcp_tmc.webhook.app import EXTENSION
+from kcp_tmc.webhook.review import error_body
+from kcp_tmc.webhook.tls import ReloadingTLS
+
+__all__ = ["ReviewWorker"]
+
+#: Most bytes of an unread body drained to keep a connection (more: the connection is closed).
+DRAIN_LIMIT = 64 * 1024
+
+
+class ReviewWorker(GeventWorker):
+    """gunicorn worker class; configure the timeouts with :meth:`configured`."""
+
+    handshake_timeout: float = 10.0
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    tls_check_interval: float = 1.0
+
+    tls: ReloadingTLS | None = None
+
+    @classmethod
+    def configured(cls, **timeouts: float) -> type[ReviewWorker]:
+        """A subclass with these class attributes (``handshake_timeout=5`` ...)."""
+        for name in timeouts:
+            if not hasattr(cls, name):
+                raise TypeError(f"unknown worker setting {name!r}")
+        return type(cls.__name__, (cls,), dict(timeouts))
+
+    def patch(self) -> None:
+        # No monkey-patching: the app and the engine keep real threads and blocking stdlib
+        # calls; only the listening sockets become gevent sockets so that the loop can wait on
+        # them.
+        self.sockets = [
+            gsocket.socket(s.FAMILY, socket.SOCK_STREAM, fileno=s.sock.detach()) for s in self.sockets
+        ]
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        if self.cfg.is_ssl:
+            state = getattr(self.wsgi, "extensions", {}).get(EXTENSION)
+            self.tls = ReloadingTLS(
+                self.cfg.certfile,
+                self.cfg.keyfile,
+                check_interval=self.tls_check_interval,
+                context_class=gssl.SSLContext,
+                on_load=state.metrics.set_certificate_expiry if state is not None else None,
+            )
+
+    def run(self) -> None:
+        servers = []
+        for listener in self.sockets:
+            listener.setblocking(True)
+            server = StreamServer(
+                listener, handle=partial(self.handle, listener), spawn=Pool(self.worker_connections)
+            )
+            if self.cfg.workers > 1:
+                # Take one connection per wake-up so that the workers share new connections.
+                server.max_accept = 1
+            server.start()
+            servers.append(server)
+        while self.alive:
+            self.notify()
+            gevent.sleep(1.0)
+        for server in servers:
+            server.close()  # stop accepting; open connections finish their request
+        deadline = time.monotonic() + self.cfg.graceful_timeout
+        while time.monotonic() < deadline and any(s.pool.free_count() != s.pool.size for s in servers):
+            self.notify()
+            gevent.sleep(0.1)
+        for server in servers:
+            server.stop(timeout=1)
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        """Serve one connection until it closes or times out."""
+        try:
+            client.settimeout(self.handshake_timeout)
+            if self.tls is not None:
+                client = self.tls.context().wrap_socket(
+                    client, server_side=True, do_handshake_on_connect=False, suppress_ragged_eofs=True
+                )
+                client.do_handshake()
+            self._serve(listener, client, addr)
+        except (OSError, ssl.SSLError, http.errors.NoMoreData, StopIteration):
+            # Timeouts, resets, failed handshakes, clients that went away: nothing to answer.
+            pass
+        except Exception as exc:
+            self.log.debug("connection from %s ended: %r", addr, exc)
+        finally:
+            try:
+                client.close()
+            except OSError:  # pragma: no cover - closing a socket that is already gone
+                pass
+
+    def _serve(self, listener: Any, client: Any, addr: Any) -> None:
+        parser = http.get_parser(self.cfg, client, addr)
+        listener_name = listener.getsockname()
+        while self.alive:
+            if not _buffered(parser, client):
+                # Idle: wait for the first byte of the next request, at most the keep-alive time.
+                gsocket.wait_read(client.fileno(), timeout=self.cfg.keepalive or 2.0)
+            req = None
+            client.settimeout(self.body_timeout)
+            try:
+                with gevent.Timeout(self.header_timeout, False):
+                    req = next(parser)
+            except http.errors.ParseException as exc:
+                _refuse(client, exc)
+                return
+            if req is None:
+                return  # headers not complete in time, or the client closed cleanly
+            try:
+                self.handle_request(listener_name, req, client, addr)
+            except StopIteration:
+                return  # the response said Connection: close
+            if not parser.finish_body(deadline=time.monotonic() + self.body_timeout, max_bytes=DRAIN_LIMIT):
+                # The app refused a body without reading it (413): do not read it now.
+                return
+
+
+def _refuse(client: Any, exc: Exception) -> None:
+    """Answer a request gunicorn could not parse with 400 and close (never a 5xx for bad input)."""
+    body = error_body(400, f"malformed HTTP request: {type(exc).__name__}: {exc}")
+    head = (
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    try:
+        client.sendall(head.encode("latin-1") + body)
+    except OSError:
+        pass
+
+
+def _buffered(parser: Any, client: Any) -> bool:
+    """True when the next request's bytes are already read (no need to wait for the socket)."""
+    unreader = getattr(parser, "unreader", None)
+    buf = getattr(unreader, "buf", None)
+    if buf is not None and buf.getvalue():
+        return True
+    pending = getattr(client, "pending", None)
+    return bool(pending and pending())
