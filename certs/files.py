@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from kcp_tmc.certs.errors import CertsError
+
 CA_CRT = "ca.crt"
 CA_KEY = "ca.key"
 TLS_CRT = "tls.crt"
@@ -59,11 +61,15 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = CERT_
 
     The temporary file lives next to ``path`` (``os.replace`` is only atomic
     within one file system) and is removed if anything fails, so a failed write
-    leaves the old file exactly as it was.
+    leaves the old file exactly as it was.  OS errors (a read-only or full file
+    system) become :class:`CertsError` ``cannot write <path>: <reason>``.
     """
     target = Path(path)
     directory = target.parent
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise CertsError(f"cannot write {target}: {exc.strerror or exc}") from None
     try:
         # mkstemp creates the file 0600; widen it only for public material.
         os.fchmod(fd, mode)
@@ -72,9 +78,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = CERT_
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise CertsError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
     fsync_directory(directory)
 
@@ -98,7 +106,10 @@ def directory_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
     The lock is on the directory's own file descriptor, so no lock file is left
     behind; readers are not blocked (they rely on atomic replacement).
     """
-    dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise CertsError(f"cannot open {directory}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(dir_fd, fcntl.LOCK_EX)
         yield

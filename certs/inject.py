@@ -16,11 +16,15 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from kcp_tmc.certs import inspect
 from kcp_tmc.certs.errors import CertsError
 from kcp_tmc.certs.files import CA_CRT, TLS_CRT, TLS_KEY, CertPaths
+from kcp_tmc.certs.generate import format_time, normalize_now
+from kcp_tmc.certs.rotate import expired_ca_message
 
 SECRET_TYPE_TLS = "kubernetes.io/tls"
 JSON_PATCH = "application/json-patch+json"
@@ -31,7 +35,7 @@ MUTATING = "MutatingWebhookConfiguration"
 
 @dataclass
 class InjectResult:
-    """What :func:`inject` changed, as lines to show the user."""
+    """What :func:`inject` did: ``patched`` lists the objects it changed, ``messages`` one line each."""
 
     patched: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
@@ -125,16 +129,30 @@ class DirectoryContent:
     key_pem: bytes
 
 
-def read_directory(directory: str | os.PathLike[str], *, need_pair: bool) -> DirectoryContent:
-    """Read ``ca.crt`` (and the serving pair when ``need_pair``), checking they belong together."""
+def read_directory(
+    directory: str | os.PathLike[str], *, need_pair: bool, now: datetime | None = None
+) -> DirectoryContent:
+    """Read ``ca.crt`` (and the serving pair when ``need_pair``), checking they belong together.
+
+    Expired material is refused: an expired CA or serving certificate in the
+    cluster only turns a coming outage into a present one.
+    """
+    now = normalize_now(now)
     paths = CertPaths.of(directory)
     bundle_pem = inspect.read_bytes(paths.ca_crt)
     bundle = inspect.parse_certificates(bundle_pem, str(paths.ca_crt))
+    if bundle[0].not_valid_after_utc <= now:
+        raise CertsError(expired_ca_message(paths, bundle[0], "injecting it would break the webhook"))
     if not need_pair:
         return DirectoryContent(bundle_pem, b"", b"")
     pair = inspect.load_pair(paths.tls_crt, paths.tls_key)
     if not any(inspect.issued_by(pair.cert, ca) for ca in bundle):
         raise CertsError(f"{paths.tls_crt} is not signed by any CA in {paths.ca_crt}")
+    if pair.cert.not_valid_after_utc <= now:
+        raise CertsError(
+            f"{paths.tls_crt} expired at {format_time(pair.cert.not_valid_after_utc)}; "
+            "run 'tmc-certs rotate' first"
+        )
     return DirectoryContent(bundle_pem, pair.cert_pem, pair.key_pem)
 
 
@@ -145,6 +163,7 @@ def inject(
     webhook_configurations: Sequence[str] = (),
     secret: str | None = None,
     context: str | None = None,
+    now: datetime | None = None,
 ) -> InjectResult:
     """Patch ``caBundle`` into the named webhook configurations and write the TLS Secret.
 
@@ -156,7 +175,7 @@ def inject(
     secret_ref = parse_secret_ref(secret) if secret is not None else None
     if not webhook_configurations and secret_ref is None:
         raise CertsError("nothing to do: give --webhook-configuration and/or --secret")
-    content = read_directory(directory, need_pair=secret_ref is not None)
+    content = read_directory(directory, need_pair=secret_ref is not None, now=now)
     ca_bundle = encode_bundle(content.bundle_pem)
     result = InjectResult()
     with _api_client(kubeconfig, context) as client:
@@ -169,41 +188,63 @@ def inject(
             found.extend((kind, name, obj) for kind, obj in kinds)
         for kind, name, obj in found:
             ops = ca_bundle_patch(obj, ca_bundle)
-            count = len(obj.get("webhooks") or [])
             if ops:
                 api.patch_webhook(kind, name, ops)
                 result.patched.append(f"{kind}/{name}")
-                result.messages.append(f"{kind} {name}: caBundle set on {count} webhook(s)")
+                # Two operations (test, add) per webhook that changes.
+                result.messages.append(f"{kind} {name}: caBundle set on {len(ops) // 2} webhook(s)")
             else:
+                count = len(obj.get("webhooks") or [])
                 result.messages.append(f"{kind} {name}: caBundle already up to date on {count} webhook(s)")
         if secret_ref is not None:
             namespace, name = secret_ref
             data = secret_data(content.bundle_pem, content.cert_pem, content.key_pem)
-            result.messages.append(api.apply_secret(namespace, name, data))
-            result.patched.append(f"Secret/{namespace}/{name}")
+            changed, message = api.apply_secret(namespace, name, data)
+            result.messages.append(message)
+            if changed:
+                result.patched.append(f"Secret/{namespace}/{name}")
     return result
 
 
 def _api_client(kubeconfig: str | os.PathLike[str] | None, context: str | None) -> Any:
+    """An ApiClient from ``kubeconfig``; else ``$KUBECONFIG``, ``~/.kube/config``, or in-cluster config."""
     import yaml  # noqa: PLC0415
-    from kubernetes import config  # noqa: PLC0415 - the client is slow to import; only inject needs it
+    from kubernetes import client, config  # noqa: PLC0415 - slow to import; only inject needs it
     from kubernetes.config.config_exception import ConfigException  # noqa: PLC0415
 
-    if kubeconfig is not None:
-        # Check the file first: the client's own messages for a missing or foreign file are cryptic.
+    if kubeconfig is None:
+        # Resolved here, not by the client, which reads $KUBECONFIG once at import time.
+        default = Path(os.path.expanduser("~/.kube/config"))
+        if os.environ.get("KUBECONFIG"):
+            kubeconfig = os.environ["KUBECONFIG"]
+        elif default.is_file():
+            kubeconfig = default
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = client.Configuration()
+            load_incluster: Any = config.load_incluster_config
+            try:
+                load_incluster(client_configuration=configuration)
+            except ConfigException as exc:
+                raise CertsError(f"cannot load the in-cluster configuration: {exc}") from None
+            return client.ApiClient(configuration)
+        else:
+            raise CertsError("no kubeconfig: give --kubeconfig, set KUBECONFIG, or run inside a cluster")
+    name = os.fspath(kubeconfig)
+    if os.pathsep not in name:
+        # Check a single file first: the client's messages for a missing or foreign file are cryptic.
         try:
-            loaded = yaml.safe_load(inspect.read_bytes(kubeconfig))
+            loaded = yaml.safe_load(inspect.read_bytes(name))
         except yaml.YAMLError:
             loaded = None
         if not isinstance(loaded, dict):
             raise CertsError(
-                f"cannot load kubeconfig {kubeconfig}: not a kubeconfig file (expected a YAML mapping)"
+                f"cannot load kubeconfig {name}: not a kubeconfig file (expected a YAML mapping)"
             )
     load: Any = config.new_client_from_config
     try:
-        return load(config_file=os.fspath(kubeconfig) if kubeconfig is not None else None, context=context)
+        return load(config_file=name, context=context)
     except (ConfigException, OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise CertsError(f"cannot load kubeconfig {kubeconfig or '(default)'}: {exc}") from None
+        raise CertsError(f"cannot load kubeconfig {name}: {exc}") from None
 
 
 class _Api:
@@ -232,7 +273,7 @@ class _Api:
         )
         self._call(f"patch {kind} {name}", patch, name, ops, _content_type=JSON_PATCH)
 
-    def apply_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> str:
+    def apply_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> tuple[bool, str]:
         what = f"Secret {namespace}/{name}"
         existing = self._call(
             f"get {what}", self._core.read_namespaced_secret, name, namespace, missing_ok=True
@@ -244,10 +285,10 @@ class _Api:
                 namespace,
                 tls_secret(namespace, name, data),
             )
-            return f"{what}: created"
+            return True, f"{what}: created"
         patch = secret_data_patch(existing, data)
         if patch is None:
-            return f"{what}: already up to date"
+            return False, f"{what}: already up to date"
         self._call(
             f"update {what}",
             self._core.patch_namespaced_secret,
@@ -256,7 +297,7 @@ class _Api:
             patch,
             _content_type=MERGE_PATCH,
         )
-        return f"{what}: updated {', '.join(sorted(patch['data']))}"
+        return True, f"{what}: updated {', '.join(sorted(patch['data']))}"
 
     def _call(self, what: str, method: Any, *args: Any, missing_ok: bool = False, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException  # noqa: PLC0415

@@ -134,10 +134,7 @@ def _rotate(state: DirectoryState, *, force: bool, now: datetime, fraction: floa
     result = RotationResult()
     newest = state.bundle[0]
     if newest.not_valid_after_utc <= now:
-        raise CertsError(
-            f"the CA in {state.paths.ca_crt} expired at {generate.format_time(newest.not_valid_after_utc)}; "
-            "a rotation cannot restore trust: run 'tmc-certs generate --force' and inject the new caBundle"
-        )
+        raise CertsError(expired_ca_message(state.paths, newest, "a rotation cannot restore trust"))
     issuer = state.serving_issuer()
 
     bundle = list(state.bundle)
@@ -179,6 +176,14 @@ def _rotate(state: DirectoryState, *, force: bool, now: datetime, fraction: floa
     if pair is not None:
         generate.write_serving(state.paths, pair.cert_pem, pair.key_pem)
     return result
+
+
+def expired_ca_message(paths: CertPaths, ca: x509.Certificate, consequence: str) -> str:
+    """The refusal for an expired newest CA, with the way out."""
+    return (
+        f"the CA in {paths.ca_crt} expired at {generate.format_time(ca.not_valid_after_utc)}; {consequence}: "
+        "run 'tmc-certs generate --force' and inject the new caBundle"
+    )
 
 
 def _reissue(

@@ -177,8 +177,6 @@ class _Parser:
                 raise ConfigError(
                     self.source, mark.line + 1 if mark is not None else None, f"not valid YAML: {problem}"
                 ) from None
-            except yaml.YAMLError as exc:  # a reader error (bad characters) carries no mark
-                raise ConfigError(self.source, None, f"not valid YAML: {exc}") from None
             self._loader = loader
             if root is None or _is_null(root):
                 return EngineConfig(source=self.source)

@@ -8,10 +8,11 @@ same in all three.  For one request :meth:`Engine.evaluate`:
 2. marks as ``exempted`` those whose global or per-policy exemptions match, and as ``skipped``
    those the configuration disables;
 3. runs the **mutating** policies first, sorted by name (the order the apiserver uses for
-   mutating webhook configurations), each on the object as the previous ones left it.  The
-   object is copied once, when the first patch must be applied; later patches apply to that
-   copy in place.  The combined JSON Patch is the policies' operations concatenated in that
-   order, so it applies to the request's original object;
+   mutating webhook configurations), each on the object as the previous ones left it.  Patches
+   apply copy-on-write: only the maps and lists on an operation's path are copied (once per
+   request), never the whole object, and the request's object is never changed.  The combined
+   JSON Patch is the policies' operations concatenated in that order, so it applies to the
+   request's original object;
 4. runs the **validating** policies, sorted by name, on the mutated object;
 5. aggregates: every denial of an ``enforce`` policy is a line ``[policy] field.path: reason``
    of the message (all of them, not only the first); a ``warn`` policy's lines become
@@ -137,7 +138,8 @@ class Outcome:
     500 (``InternalError``) when a policy with failure mode ``fail`` failed.  ``message`` is the
     ``denials`` joined with newlines.  ``patch`` is the combined JSON Patch against the
     request's object (kept on a denial for display, never sent then); ``patched`` is the object
-    after it, only when asked for (it may be the request's own object when nothing was patched).
+    after it, only when asked for: it shares the unchanged parts with the request's object (it
+    is that object when nothing was patched), so treat it as read-only.
     """
 
     allowed: bool
@@ -209,7 +211,6 @@ class _Run:
     __slots__ = (
         "cancelled",
         "cluster",
-        "copied",
         "current",
         "entries",
         "exempt_all",
@@ -218,6 +219,7 @@ class _Run:
         "lookup",
         "old",
         "original",
+        "owned",
         "patch",
         "plan",
         "request",
@@ -235,7 +237,7 @@ class _Run:
         self.original: Object | None = request.get("object")
         self.old: Object | None = request.get("oldObject")
         self.working = self.original
-        self.copied = False
+        self.owned: set[int] = set()  # ids of the containers of ``working`` that we copied
         self.patch: list[JsonPatchOperation] = []
         self.entries: list[_Entry] = []
         self.user: UserInfo = request.get("userInfo") or {}
@@ -264,14 +266,14 @@ class _Run:
             policy = bound.policy
             skip = self._skip(bound)
             if skip is not None:
-                if not self._record(skip):
+                if not self._record(skip):  # pragma: no cover - the caller gave up between two policies
                     return
                 continue
             if deadline is not None and clock() >= deadline:
                 self.cancel(clock)
                 return
             with self.lock:
-                if self.cancelled:
+                if self.cancelled:  # pragma: no cover - the caller gave up between two policies
                     return
                 self.current = bound
                 self.started = start = clock()
@@ -407,30 +409,27 @@ class _Run:
             return PolicyError("a validating policy may not return a patch; register it with @mutating")
         if self.working is None:
             return PolicyError("returned a patch but the request has no object to patch")
-        if not self.copied:
-            self.working = copy.deepcopy(self.working)
-            self.copied = True
         try:
-            jsonpatch.apply_patch(self.working, _detached(ops), in_place=True)
+            self.working = _patch(self.working, ops, self.owned)
         except Exception:
-            # The copy may be half patched: rebuild it from the original and the good patches so far.
-            self.working = self._rebuild()
+            # The working object may be half patched: rebuild it from the good patches so far.
+            self.working, self.owned = self._rebuild()
             return PolicyError(f"its patch does not apply: {self._locate(ops)}")
         self.patch.extend(ops)
         return None
 
-    def _rebuild(self) -> Object:
-        rebuilt: Object = copy.deepcopy(self.original) if self.original is not None else {}
-        if self.patch:
-            jsonpatch.apply_patch(rebuilt, _detached(self.patch), in_place=True)
-        return rebuilt
+    def _rebuild(self) -> tuple[Object, set[int]]:
+        owned: set[int] = set()
+        assert self.original is not None  # a patch was applied, so there is an object
+        return _patch(self.original, self.patch, owned), owned
 
     def _locate(self, ops: Sequence[JsonPatchOperation]) -> str:
-        """Which operation fails and why (only on the failure path: it copies the object again)."""
-        probe = copy.deepcopy(self.working)
+        """Which operation fails and why (on a copy-on-write view, so the working object is untouched)."""
+        probe: Any = self.working
+        owned: set[int] = set()
         for index, op in enumerate(ops):
             try:
-                jsonpatch.apply_patch(probe, _detached([op]), in_place=True)
+                probe = _patch(probe, [op], owned)
             except Exception as exc:
                 label = f"{op.get('op', '?')} {op.get('path', '?')}" if isinstance(op, Mapping) else repr(op)
                 return f"operation {index} ({label}): {_DOCUMENT_TAIL.sub('', str(exc))}"
@@ -439,7 +438,7 @@ class _Run:
     def cancel(self, clock: Callable[[], float]) -> None:
         """Give up at the deadline: the running policy and those not started count as failed."""
         with self.lock:
-            if self.finished:
+            if self.finished:  # pragma: no cover - the run ended just as the caller's wait timed out
                 return
             self.cancelled = True
             done = {e.result.name for e in self.entries}
@@ -506,6 +505,78 @@ class _Run:
         )
 
 
+def _patch(doc: Any, ops: Sequence[JsonPatchOperation], owned: set[int]) -> Any:
+    """Apply ``ops`` to ``doc`` copy-on-write, and return the result.
+
+    Before each operation, the containers on its path (and on ``from`` for a move) that are not
+    in ``owned`` are replaced by shallow copies, which are added to ``owned``; the operation then
+    applies in place.  So the request's object is never changed, nothing is deep-copied, and
+    the unchanged parts stay shared with it.  ``add``, ``replace`` and ``remove`` of a map
+    member (labels, annotations, fields: nearly every patch) are done here directly; anything
+    else goes through jsonpatch, which also reports every operation that does not apply
+    (earlier operations stay applied).
+    """
+    for op in ops:
+        if type(op) is dict:
+            doc, parent, key = _own_path(doc, op.get("path"), owned)
+            kind = op.get("op")
+            if type(parent) is dict and kind in _MEMBER_OPS:
+                if kind == "add" and "value" in op:
+                    parent[key] = _copy_value(op["value"])
+                    continue
+                if kind == "replace" and "value" in op and key in parent:
+                    parent[key] = _copy_value(op["value"])
+                    continue
+                if kind == "remove" and key in parent:
+                    del parent[key]
+                    continue
+            if kind == "move":
+                doc = _own_path(doc, op.get("from"), owned)[0]
+        doc = jsonpatch.apply_patch(doc, _detached([op]), in_place=True)
+    return doc
+
+
+_MEMBER_OPS = frozenset({"add", "replace", "remove"})
+
+
+def _copy_value(value: Any) -> Any:
+    # The document must not share a map or list with the policy's patch (which we send).
+    return copy.deepcopy(value) if isinstance(value, dict | list) else value
+
+
+def _own_path(doc: Any, pointer: object, owned: set[int]) -> tuple[Any, Any, str]:
+    """Copy the containers down to the parent of ``pointer`` unless already owned.
+
+    Returns the document (a copy when its root was not owned yet), the parent container
+    (``None`` when the path does not lead to one) and the last reference token, unescaped.
+    """
+    if not isinstance(pointer, str) or not pointer.startswith("/") or not isinstance(doc, dict | list):
+        return doc, None, ""  # a malformed pointer is jsonpatch's to report; "" is the whole document
+    if id(doc) not in owned:
+        doc = doc.copy()
+        owned.add(id(doc))
+    node: Any = doc
+    *parents, last = (t.replace("~1", "/").replace("~0", "~") for t in pointer[1:].split("/"))
+    for token in parents:
+        key: str | int
+        if isinstance(node, dict):
+            key = token
+            child = node.get(key)
+        elif token.isdigit() and int(token) < len(node):
+            key = int(token)
+            child = node[key]
+        else:
+            return doc, None, last  # an index that does not exist: jsonpatch reports it
+        if not isinstance(child, dict | list):
+            return doc, None, last
+        if id(child) not in owned:
+            child = child.copy()
+            owned.add(id(child))
+            node[key] = child
+        node = child
+    return doc, node, last
+
+
 def _detached(ops: Sequence[JsonPatchOperation]) -> list[JsonPatchOperation]:
     """The operations with their container values copied.
 
@@ -514,7 +585,7 @@ def _detached(ops: Sequence[JsonPatchOperation]) -> list[JsonPatchOperation]:
     """
     out: list[JsonPatchOperation] = []
     for op in ops:
-        value = op.get("value") if isinstance(op, dict) else None
+        value = op.get("value") if type(op) is dict else None
         if isinstance(value, dict | list):
             detached = dict(op)
             detached["value"] = copy.deepcopy(value)
@@ -578,11 +649,12 @@ class _Workers:
     def submit(self, func: Callable[[], None]) -> _thread.LockType | None:
         """Hand ``func`` to an idle thread and return a lock released when it is done.
 
-        ``None`` when all ``limit`` threads are busy (with policies running late).
+        ``None`` when all ``limit`` threads are busy (with policies running late), or when the
+        pool was closed meanwhile by :meth:`Engine.close`.
         """
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the engine is closed")
+            if self._closed:  # pragma: no cover - a review racing Engine.close()
+                return None
             if self._idle:
                 worker = self._idle.pop()
             elif len(self._all) < self.limit:
@@ -651,6 +723,8 @@ class Engine:
     ) -> None:
         if isolation not in ("thread", "inline"):
             raise ValueError(f"isolation must be thread or inline (got {isolation!r})")
+        if max_threads < 1:
+            raise ValueError(f"max_threads must be at least 1 (got {max_threads})")
         self._isolation = isolation
         self._config = config if config is not None else EngineConfig()
         self._config.check(registry)
@@ -760,7 +834,10 @@ class Engine:
         if remaining > 0:
             done = self._pool().submit(lambda: run.execute(self._clock, exemptions))
             if done is None:
-                log.error("no thread free to evaluate a request: %d still busy", self._max_threads)
+                log.error(
+                    "no thread free to evaluate a request: all %d are held by policies running late",
+                    self._max_threads,
+                )
             elif done.acquire(timeout=remaining):
                 return run.outcome(want_patched)
         run.cancel(self._clock)

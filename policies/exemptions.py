@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from kcp_tmc.policies.admission import AdmissionRequest
@@ -16,7 +16,7 @@ from kcp_tmc.policies.admission import AdmissionRequest
 __all__ = ["Exemptions"]
 
 
-def _compile(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+def _compile(globs: Sequence[str]) -> re.Pattern[str] | None:
     # One alternation per list: a single regex match costs the same for one glob or fifty.
     if not globs:
         return None
@@ -31,9 +31,10 @@ class Exemptions:
     give equal exemptions.
     """
 
-    namespaces: tuple[str, ...] = ()
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
+    # Declared as sequences so that lists are accepted; stored as tuples.
+    namespaces: Sequence[str] = ()
+    users: Sequence[str] = ()
+    groups: Sequence[str] = ()
     _ns: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     _users: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
     _groups: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
@@ -76,6 +77,6 @@ class Exemptions:
         return None
 
     @staticmethod
-    def _first(globs: tuple[str, ...], value: str) -> str:
+    def _first(globs: Sequence[str], value: str) -> str:
         # Only on the exempt path: name the glob that matched, for the reason text.
         return next(g for g in globs if fnmatch.fnmatchcase(value, g))

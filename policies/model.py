@@ -13,9 +13,10 @@ Kinds:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, NotRequired, TypeAlias, TypedDict
+from typing import Any, Final, NotRequired, TypedDict
 
 from kcp_tmc.policies.conditions import Condition
+from kcp_tmc.policies.quantities import ResourceList
 
 __all__ = [
     "ACCEPTED",
@@ -73,9 +74,6 @@ __all__ = [
     "status_of",
     "uid_of",
 ]
-
-#: A ResourceList on the wire: resource name → quantity (string, or a JSON number).
-ResourceList: TypeAlias = "dict[str, str | int | float]"
 
 
 # --- metadata ---------------------------------------------------------------------------------------

@@ -431,6 +431,9 @@ def parse_quantity(s: QuantityInput) -> Quantity:
         if not math.isfinite(s):
             raise QuantityError(ERR_FORMAT_WRONG)
         text = repr(s)
+    elif isinstance(s, int) and s.bit_length() > 3 * _MAX_DECIMAL_DIGITS:
+        # str() of such an int would hit Python's digit limit; it is too long for a quantity anyway.
+        raise QuantityError(_ERR_TOO_LONG)
     else:
         text = str(s)
     if not text:
@@ -472,7 +475,8 @@ def parse_quantity(s: QuantityInput) -> Quantity:
 
 # --- resource lists ---------------------------------------------------------------------------------
 
-#: A ResourceList on the wire: resource name → quantity string.
+#: A ResourceList on the wire: resource name → quantity string.  (JSON numbers are accepted as input
+#: by every function here, as the apiserver accepts them.)
 ResourceList: TypeAlias = "dict[str, str]"
 
 

@@ -26,10 +26,11 @@ __all__ = [
     "utc",
 ]
 
-# Go's RFC3339 layout: a 4-digit year, "T", fractional seconds of any length after ".", and "Z" or ±hh:mm.
+# Go's RFC3339 layout: a 4-digit year, "T", fractional seconds of any length after "." (or ",", which
+# Go's general parser also takes), and "Z" or ±hh:mm.
 _RFC3339 = re.compile(
     r"(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})T(?P<hour>\d{2}):(?P<minute>\d{2}):(?P<second>\d{2})"
-    r"(?:\.(?P<frac>\d+))?(?P<zone>Z|[+-]\d{2}:\d{2})",
+    r"(?:[.,](?P<frac>\d+))?(?P<zone>Z|[+-]\d{2}:\d{2})",
     re.ASCII,
 )
 

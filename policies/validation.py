@@ -226,15 +226,17 @@ def is_http_url(value: str) -> list[str]:
     except ValueError as exc:
         return [f"is not a valid URL ({exc}); use an absolute http or https URL such as {_URL_EXAMPLE}"]
     scheme = parts.scheme.lower()
-    if not scheme:
+    if not scheme or "://" not in value:  # "host:6443/x" parses as scheme "host"
         return [f"must be an absolute URL with scheme http or https, such as {_URL_EXAMPLE}"]
     if scheme not in ("http", "https"):
         return [f'must use scheme http or https, not "{parts.scheme}" (for example {_URL_EXAMPLE})']
     if not parts.hostname:
         return [f"must include a host, such as {_URL_EXAMPLE}"]
     try:
-        parts.port  # noqa: B018 - the property validates the port and raises on a bad one
+        port = parts.port  # the property raises on a port that is not a number from 0 to 65535
     except ValueError:
+        port = 0
+    if port == 0:
         return [f"has an invalid port; use a number from 1 to 65535, such as {_URL_EXAMPLE}"]
     return []
 
@@ -341,7 +343,8 @@ def _article(type_name: str) -> str:
 
 def as_map(value: object, path: str, errs: list[FieldError]) -> Mapping[str, Any] | None:
     """``value`` when it is an object; ``None`` when absent or (with an error) of another type."""
-    if value is None or isinstance(value, Mapping):
+    # Decoded JSON is a plain dict; the exact type test spares the slower ABC check.
+    if value is None or type(value) is dict or isinstance(value, Mapping):
         return value
     errs.append(type_invalid(path, value, "an object"))
     return None

@@ -64,8 +64,8 @@ from kcp_tmc.reconcilers.resources import (
 from kcp_tmc.reconcilers.syncer_install import (
     ANNOTATION_INSTALL_HASH,
     SYNCER_NAME,
-    desired_install,
     deployment_available,
+    desired_install,
     syncer_namespace,
 )
 
@@ -142,6 +142,7 @@ class ClusterController:
         )
         self._clients: dict[str, tuple[tuple[str, str], KubeClient]] = {}
         self._imports_at: dict[str, float] = {}
+        self._imported: dict[str, dict[tuple[str, str], set[str]]] = {}
 
     def close(self) -> None:
         """Close the clients of the physical clusters."""
@@ -149,7 +150,7 @@ class ClusterController:
             client.close()
         self._clients.clear()
 
-    # --- engine protocol ---------------------------------------------------------------------------------
+    # --- engine protocol ------------------------------------------------------------------------------
 
     def _target_name(self, cluster: Mapping[str, Any]) -> str:
         return str((cluster.get("spec") or {}).get("syncTargetName") or cluster["metadata"]["name"])
@@ -188,7 +189,7 @@ class ClusterController:
             )
         return self._reconcile(ctx, obj, partition)
 
-    # --- reconcile ---------------------------------------------------------------------------------------------
+    # --- reconcile ------------------------------------------------------------------------------------
 
     def _reconcile(self, ctx: Context, cluster: Obj, partition: int) -> Outcome:
         name = cluster["metadata"]["name"]
@@ -370,16 +371,18 @@ class ClusterController:
         target = ctx.apply(SYNCTARGETS, target, desired_of, partition)
         return target, (now + interval).timestamp()
 
-    # --- imports --------------------------------------------------------------------------------------------------
+    # --- imports --------------------------------------------------------------------------------------
 
     def _imports(self, ctx: Context, cluster: Obj, target: Obj, remote: KubeClient, partition: int) -> float:
         name = cluster["metadata"]["name"]
         now = ctx.now.timestamp()
+        wanted = wanted_group_versions(target)
         due = self._imports_at.get(name, 0.0)
-        if now < due:
+        # A change of what the SyncTarget syncs is imported at once; otherwise once per import period.
+        if now < due and self._imported.get(name) == wanted:
             return due
         try:
-            discovered = discover(remote, wanted_group_versions(target))
+            discovered = discover(remote, wanted)
         except Unreachable as exc:
             raise _Failure(REASON_CLUSTER_UNREACHABLE, f"Error importing APIs: {exc}") from None
         except ApiError as exc:
@@ -401,23 +404,20 @@ class ClusterController:
                     ctx.engine.log_write(ctx.controller, APIRESOURCEIMPORTS, body["metadata"], "")
                     ctx.client.create(APIRESOURCEIMPORTS, body)
             else:
-                ctx.apply(
-                    APIRESOURCEIMPORTS,
-                    current,
-                    lambda cur, body=body: {
-                        "metadata": {"labels": body["metadata"]["labels"]},
-                        "spec": body["spec"],
-                    },
-                    partition,
-                )
+                desired_import: Obj = {
+                    "metadata": {"labels": body["metadata"]["labels"]},
+                    "spec": body["spec"],
+                }
+                ctx.apply(APIRESOURCEIMPORTS, current, _constant(desired_import), partition)
         for import_name in sorted(set(by_name) - set(desired)):
             with ctx.guard(partition):
                 ctx.engine.log_write(ctx.controller, APIRESOURCEIMPORTS, {"name": import_name}, "delete")
                 ctx.client.delete(APIRESOURCEIMPORTS, import_name)
         self._imports_at[name] = now + self.import_period
+        self._imported[name] = wanted
         return now + self.import_period
 
-    # --- Pull mode --------------------------------------------------------------------------------------------------
+    # --- Pull mode ------------------------------------------------------------------------------------
 
     def _install(self, ctx: Context, cluster: Obj, target: Obj, remote: KubeClient, partition: int) -> None:
         spec = cluster.get("spec") or {}
@@ -471,7 +471,7 @@ class ClusterController:
             replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             remote.replace(resource, replacement)
 
-    # --- deletion ---------------------------------------------------------------------------------------------------
+    # --- deletion -------------------------------------------------------------------------------------
 
     def _delete(self, ctx: Context, cluster: Obj, partition: int) -> None:
         meta = cluster["metadata"]
@@ -505,22 +505,17 @@ class ClusterController:
                 with ctx.guard(partition):
                     ctx.engine.log_write(ctx.controller, SYNCTARGETS, st["metadata"], "delete")
                     ctx.client.delete(SYNCTARGETS, target_name)
-        ctx.apply(
-            CLUSTERS,
-            cluster,
-            lambda cur: {
-                "metadata": {
-                    "finalizers": [
-                        f for f in cur["metadata"].get("finalizers") or [] if f != FINALIZER_CLUSTER_CLEANUP
-                    ]
-                }
-            },
-            partition,
-        )
+
+        def without_finalizer(current: Obj) -> Obj:
+            finalizers = current["metadata"].get("finalizers") or []
+            return {"metadata": {"finalizers": [f for f in finalizers if f != FINALIZER_CLUSTER_CLEANUP]}}
+
+        ctx.apply(CLUSTERS, cluster, without_finalizer, partition)
         cached = self._clients.pop(name, None)
         if cached is not None:
             cached[1].close()
         self._imports_at.pop(name, None)
+        self._imported.pop(name, None)
 
     def _uninstall(self, ctx: Context, cluster: Obj, partition: int) -> None:
         remote = self._remote(ctx, cluster)
@@ -529,3 +524,7 @@ class ClusterController:
         with ctx.guard(partition):
             for resource in (CLUSTERROLEBINDINGS, CLUSTERROLES, NAMESPACES):
                 remote.delete(resource, namespace)
+
+
+def _constant(desired: Obj) -> Callable[[Obj], Obj]:
+    return lambda _current: desired

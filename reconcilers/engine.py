@@ -73,6 +73,8 @@ class Snapshot:
     def __init__(self, client: KubeClient) -> None:
         self.client = client
         self._lists: dict[tuple[Resource, str | None], list[Obj]] = {}
+        #: Values derived from the lists, computed once per cycle by whoever needs them.
+        self.memo: dict[str, Any] = {}
 
     def list(self, resource: Resource, label_selector: str | None = None) -> list[Obj]:
         key = (resource, label_selector)
@@ -93,7 +95,7 @@ class Backoff:
         """Record a failure; the delay before the next attempt."""
         count = self.failures.get(ref, 0)
         self.failures[ref] = count + 1
-        delay = min(self.cap, self.base * (2**count))
+        delay = min(self.cap, self.base * (2.0**count))
         return delay * random.uniform(0.8, 1.0)
 
     def reset(self, ref: ObjectRef) -> None:
@@ -208,7 +210,7 @@ class Engine:
     ready: bool = False
     last_cycle_writes: int = 0
 
-    # --- scheduling --------------------------------------------------------------------------------------
+    # --- scheduling -----------------------------------------------------------------------------------
 
     def schedule(self, ref: ObjectRef, at: float | None) -> None:
         """Look at ``ref`` again at ``at`` (epoch seconds); None cancels."""
@@ -232,7 +234,7 @@ class Engine:
             heapq.heappop(self._due)
         return self._due[0][0] if self._due else None
 
-    # --- logging ----------------------------------------------------------------------------------------------
+    # --- logging --------------------------------------------------------------------------------------
 
     def log_write(self, controller: str, resource: Resource, meta: dict[str, Any], subresource: str) -> None:
         log.info(
@@ -246,7 +248,7 @@ class Engine:
             },
         )
 
-    # --- cycles -------------------------------------------------------------------------------------------
+    # --- cycles ---------------------------------------------------------------------------------------
 
     def _controller(self, name: str) -> Controller | None:
         return next((c for c in self.controllers if c.name == name), None)

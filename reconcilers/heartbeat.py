@@ -1,10 +1,10 @@
 """``HeartbeatHealthy`` and the ``Ready`` summary of a SyncTarget (reference §3.2).
 
-| ``status.lastSyncerHeartbeatTime`` | HeartbeatHealthy | look again |
-|---|---|---|
-| absent, empty or the zero time | False ``ErrorHeartbeat``/``Warning`` ``No heartbeat yet seen`` | never |
-| ``now - latest > threshold`` (strictly) | False ``ErrorHeartbeat``/``Warning`` ``No heartbeat since <Go time>`` | never |
-| otherwise | True | at ``latest + threshold`` |
+- heartbeat absent, empty or the zero time: False, ``ErrorHeartbeat``, ``Warning``,
+  ``No heartbeat yet seen``; nothing to look at again;
+- ``now - latest > threshold`` (strictly greater): False, ``ErrorHeartbeat``, ``Warning``,
+  ``No heartbeat since <Go time.String()>``; nothing to look at again;
+- otherwise True; look again at ``latest + threshold``.
 
 ``Ready`` is then kcp's summary of SyncerReady, APIImporterReady and HeartbeatHealthy; conditions keep
 their ``lastTransitionTime`` unless status, reason, severity or message changed.

@@ -27,12 +27,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from kcp_tmc.reconcilers.client import ApiError, Conflict, KubeClient, NotFound, Resource, Unreachable
+from kcp_tmc.reconcilers.client import ApiError, Conflict, KubeClient, Resource, Unreachable
 
 __all__ = [
     "LEASES",
@@ -61,7 +61,9 @@ def partition_of(key: str, partitions: int) -> int:
 class Ownership(Protocol):
     """What the engine asks before it writes."""
 
-    partitions: int
+    @property
+    def partitions(self) -> int:
+        """The number of partitions."""
 
     def may_write(self, partition: int) -> bool:
         """True when this replica may write objects of ``partition`` now."""
@@ -356,10 +358,8 @@ class LeaseCoordinator:
                 continue
             seen = self._observed.get(item["metadata"]["name"])
             if seen is not None and now - seen.since > 5 * self.config.lease_duration:
-                try:
+                with suppress(ApiError, Unreachable):
                     self.client.delete(LEASES, item["metadata"]["name"], namespace=self.config.namespace)
-                except (ApiError, Unreachable):
-                    pass
 
     def _changed(self) -> None:
         if self.on_change is not None:
@@ -400,7 +400,5 @@ class LeaseCoordinator:
                 self._release(partition, lease)
         with self._lock:
             self._owned.clear()
-        try:
+        with suppress(ApiError, Unreachable):
             self.client.delete(LEASES, self.config.presence_lease, namespace=self.config.namespace)
-        except (ApiError, Unreachable, NotFound):
-            pass

@@ -135,7 +135,7 @@ def _upstream(
 
 def _sort_key(entry: ResourceToSync) -> tuple[tuple[int, ...], str]:
     # Descending group: negate the code points (a shorter prefix sorts after its extensions, as in kcp).
-    return tuple(-ord(c) for c in entry["group"]) + (1,), entry["resource"]
+    return (*(-ord(c) for c in entry["group"]), 1), entry["resource"]
 
 
 def downstream_schemas(imports: Iterable[Mapping[str, Any]], location: str) -> dict[SchemaKey, Any]:

@@ -156,7 +156,7 @@ def desired_install(
         ),
     ]
     selector = {"app.kubernetes.io/name": SYNCER_NAME, LABEL_CLUSTER: cluster_name}
-    deployment = {
+    deployment: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta(SYNCER_NAME),

@@ -78,7 +78,12 @@ def desired_sync_target(
 
 
 class SyncTargetController:
-    """Key label and virtual workspaces, heartbeat, and syncedResources of every SyncTarget."""
+    """Key label and virtual workspaces, heartbeat, and syncedResources of every SyncTarget.
+
+    An object already brought to its desired state is not computed again while its resourceVersion,
+    the export/schema/import lists and the time (its heartbeat due time) stay the same: at steady state
+    a cycle costs a list and a dictionary lookup per object.
+    """
 
     name = "synctarget"
 
@@ -96,32 +101,51 @@ class SyncTargetController:
         self.heartbeat_threshold = heartbeat_threshold
         self.synced_resources = synced_resources
         self.partitions = partitions
-        self._cycle_inputs: (
-            tuple[int, ExportIndex | None, dict[tuple[str, str], dict[SchemaKey, Any]]] | None
-        ) = None
+        self._keys: dict[tuple[str, str], str] = {}
+        # name -> (resourceVersion, inputs fingerprint, due time) of objects at their desired state
+        self._settled: dict[str, tuple[str, int, float | None]] = {}
 
     def _cluster(self, obj: Mapping[str, Any]) -> str:
         return cluster_of(obj, self.logical_cluster)
 
+    def _key(self, cluster: str, name: str) -> str:
+        key = self._keys.get((cluster, name))
+        if key is None:
+            key = self._keys[(cluster, name)] = sync_target_key(cluster, name)
+        return key
+
     def refs(self, ctx: Context) -> list[tuple[ObjectRef, Obj, int]]:
         out = []
+        keys: dict[tuple[str, str], str] = {}
         for st in ctx.snapshot.list(SYNCTARGETS):
             name = st["metadata"]["name"]
-            key = sync_target_key(self._cluster(st), name)
+            cluster = self._cluster(st)
+            keys[(cluster, name)] = key = self._key(cluster, name)
             out.append((ObjectRef(self.name, name), st, partition_of(key, self.partitions)))
+        # Forget what is gone, so that memory follows the number of objects.
+        self._keys = keys
+        names = {name for _, name in keys}
+        for name in [n for n in self._settled if n not in names]:
+            del self._settled[name]
         return out
 
-    def _index(self, ctx: Context) -> tuple[ExportIndex | None, dict[tuple[str, str], dict[SchemaKey, Any]]]:
-        # Built once per snapshot: the export index and the imported schemas by (cluster, location).
-        if self._cycle_inputs is not None and self._cycle_inputs[0] == id(ctx.snapshot):
-            return self._cycle_inputs[1], self._cycle_inputs[2]
+    def _index(
+        self, ctx: Context
+    ) -> tuple[ExportIndex | None, dict[tuple[str, str], dict[SchemaKey, Any]], int]:
+        # Built once per snapshot: the export index, the imported schemas by (cluster, location), and a
+        # fingerprint of everything they were built from.
+        memo = ctx.snapshot.memo.get(self.name)
+        if memo is not None:
+            return memo  # type: ignore[no-any-return]
         index: ExportIndex | None = None
         imports: dict[tuple[str, str], dict[SchemaKey, Any]] = {}
+        fingerprint: list[tuple[str, str]] = []
         if self.synced_resources:
-            index = ExportIndex.build(
-                _list_optional(ctx, APIEXPORTS), _list_optional(ctx, APIRESOURCESCHEMAS), self._cluster
-            )
-            for imp in _list_optional(ctx, APIRESOURCEIMPORTS):
+            exports = _list_optional(ctx, APIEXPORTS)
+            schemas = _list_optional(ctx, APIRESOURCESCHEMAS)
+            listed_imports = _list_optional(ctx, APIRESOURCEIMPORTS)
+            index = ExportIndex.build(exports, schemas, self._cluster)
+            for imp in listed_imports:
                 spec = imp.get("spec") or {}
                 gv = spec.get("groupVersion") or {}
                 gvr = (
@@ -131,11 +155,16 @@ class SyncTargetController:
                 )
                 location = (self._cluster(imp), str(spec.get("location") or ""))
                 imports.setdefault(location, {})[gvr] = spec.get("openAPIV3Schema")
-        self._cycle_inputs = (id(ctx.snapshot), index, imports)
-        return index, imports
+            for obj in (*exports, *schemas, *listed_imports):
+                fingerprint.append(
+                    (obj["metadata"].get("uid", ""), obj["metadata"].get("resourceVersion", ""))
+                )
+        memo = (index, imports, hash(tuple(sorted(fingerprint))))
+        ctx.snapshot.memo[self.name] = memo
+        return memo
 
     def inputs_for(self, ctx: Context, st: Mapping[str, Any]) -> Inputs:
-        index, imports = self._index(ctx)
+        index, imports, _ = self._index(ctx)
         cluster = self._cluster(st)
         return Inputs(
             cluster=cluster,
@@ -146,6 +175,16 @@ class SyncTargetController:
         )
 
     def reconcile(self, ctx: Context, obj: Obj, partition: int) -> Outcome:
+        meta = obj["metadata"]
+        fingerprint = self._index(ctx)[2]
+        settled = self._settled.get(meta["name"])
+        if (
+            settled is not None
+            and settled[0] == meta.get("resourceVersion")
+            and settled[1] == fingerprint
+            and (settled[2] is None or ctx.now.timestamp() < settled[2])
+        ):
+            return Outcome(due_at=settled[2])
         inputs = self.inputs_for(ctx, obj)
         due: list[datetime | None] = [None]
 
@@ -153,8 +192,10 @@ class SyncTargetController:
             desired, due[0] = desired_sync_target(current, inputs, ctx.now)
             return desired
 
-        ctx.apply(SYNCTARGETS, obj, desired_of, partition)
-        return Outcome(due_at=(due[0] + STALE_MARGIN).timestamp() if due[0] is not None else None)
+        stored = ctx.apply(SYNCTARGETS, obj, desired_of, partition)
+        due_at = (due[0] + STALE_MARGIN).timestamp() if due[0] is not None else None
+        self._settled[meta["name"]] = (stored["metadata"].get("resourceVersion", ""), fingerprint, due_at)
+        return Outcome(due_at=due_at)
 
     def fetch(self, ctx: Context, ref: ObjectRef) -> Obj | None:
         return not_found_is_none(lambda: ctx.client.get(SYNCTARGETS, ref.name))

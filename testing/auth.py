@@ -106,7 +106,7 @@ def rule_allows(rule: Mapping[str, Any], attrs: Attributes) -> bool:
         if paths is None:
             return False
         return any(
-            p == "*" or p == attrs.path or (p.endswith("*") and attrs.path.startswith(p[:-1])) for p in paths
+            p in ("*", attrs.path) or (p.endswith("*") and attrs.path.startswith(p[:-1])) for p in paths
         )
     if not _any(rule.get("apiGroups"), attrs.group):
         return False
@@ -161,7 +161,8 @@ def forbidden_message(attrs: Attributes) -> str:
         return f"User {user} cannot {attrs.verb} path {json.dumps(attrs.path)}"
     resource = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
     where = f"in the namespace {json.dumps(attrs.namespace)}" if attrs.namespace else "at the cluster scope"
-    return f"User {user} cannot {attrs.verb} resource {json.dumps(resource)} in API group {json.dumps(attrs.group)} {where}"
+    group = json.dumps(attrs.group)
+    return f"User {user} cannot {attrs.verb} resource {json.dumps(resource)} in API group {group} {where}"
 
 
 def token_review(tokens: Mapping[str, User], review: Object) -> Object:

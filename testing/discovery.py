@@ -8,6 +8,8 @@ custom resources, a permissive object schema for built-ins.
 
 from __future__ import annotations
 
+import base64
+import copy
 import hashlib
 import json
 import re
@@ -94,7 +96,7 @@ def _resource_entry(info: ResourceInfo) -> Object:
     if info.categories:
         entry["categories"] = list(info.categories)
     digest = hashlib.sha256(f"{info.group}/{info.version}/{info.kind}".encode()).digest()
-    entry["storageVersionHash"] = __import__("base64").b64encode(digest[:8]).decode()
+    entry["storageVersionHash"] = base64.b64encode(digest[:8]).decode()
     return entry
 
 
@@ -120,7 +122,12 @@ def resource_list(table: ResourceTable, group: str, version: str) -> Object | No
                 entry["verbs"] = ["update"]
             resources.append(entry)
     group_version = f"{group}/{version}" if group else version
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": resources,
+    }
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------------
@@ -140,7 +147,7 @@ _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 def _kind_schema(info: ResourceInfo) -> Object:
     gvk = [{"group": info.group, "kind": info.kind, "version": info.version}]
     if info.custom and info.schema:
-        body = json.loads(json.dumps(info.schema))
+        body = copy.deepcopy(info.schema)
     else:
         body = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     properties = body.setdefault("properties", {})
@@ -150,6 +157,36 @@ def _kind_schema(info: ResourceInfo) -> Object:
     body.setdefault("type", "object")
     body["x-kubernetes-group-version-kind"] = gvk
     return body
+
+
+_QUERY_PARAMETERS = ("dryRun", "fieldManager", "fieldValidation")
+
+
+def _item_path(info: ResourceInfo) -> str:
+    prefix = f"/apis/{info.group}/{info.version}" if info.group else f"/api/{info.version}"
+    scope = "/namespaces/{namespace}" if info.namespaced else ""
+    return f"{prefix}{scope}/{info.plural}/{{name}}"
+
+
+def _item_operations(info: ResourceInfo) -> Object:
+    """The PATCH operation of an object's path: kubectl looks there for ``fieldValidation`` support."""
+    gvk = {"group": info.group, "version": info.version, "kind": info.kind}
+    parameters = [
+        {"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+        for name in _QUERY_PARAMETERS
+    ]
+    reference = {"$ref": f"#/components/schemas/{_schema_name(info)}"}
+    return {
+        "patch": {
+            "operationId": f"patch{info.kind}",
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": reference}}}
+            },
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": gvk,
+        }
+    }
 
 
 def openapi_v3_document(table: ResourceTable, group: str, version: str) -> Object | None:
@@ -164,12 +201,14 @@ def openapi_v3_document(table: ResourceTable, group: str, version: str) -> Objec
             "x-kubernetes-preserve-unknown-fields": True,
         }
     }
+    paths: Object = {}
     for info in infos:
         schemas[_schema_name(info)] = _kind_schema(info)
+        paths[_item_path(info)] = _item_operations(info)
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": GIT_VERSION},
-        "paths": {},
+        "paths": paths,
         "components": {"schemas": schemas},
     }
 
@@ -193,4 +232,9 @@ def openapi_v2(table: ResourceTable) -> Object:
         schema = _kind_schema(info)
         schema["properties"]["metadata"] = {"type": "object"}
         definitions[_schema_name(info)] = schema
-    return {"swagger": "2.0", "info": {"title": "Kubernetes", "version": GIT_VERSION}, "paths": {}, "definitions": definitions}
+    return {
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": GIT_VERSION},
+        "paths": {},
+        "definitions": definitions,
+    }

@@ -6,6 +6,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -142,11 +143,9 @@ class Faults:
         self._conflicts = 0
         self._conflict_resource: str | None = None
         self.down_until = 0.0
-        #: Set by the server: closes the listener for a number of seconds.
-        self.on_down: list[object] = []
-        self._down_hook: _DownHook | None = None
+        self._down_hook: Callable[[float], None] | None = None
 
-    def bind(self, hook: _DownHook) -> None:
+    def bind(self, hook: Callable[[float], None]) -> None:
         """The server registers how it goes down."""
         self._down_hook = hook
 
@@ -200,7 +199,3 @@ class Faults:
                 return False
             self._conflicts -= 1
             return True
-
-
-class _DownHook:
-    def __call__(self, seconds: float) -> None: ...  # pragma: no cover

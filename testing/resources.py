@@ -103,7 +103,13 @@ _WORKLOAD_SCALE = ScalePaths(selector_from_spec=True)
 
 BUILTINS: tuple[ResourceInfo, ...] = (
     _core(
-        "Namespace", "namespaces", False, short_names=("ns",), status=True, extra_subresources=("finalize",)
+        "Namespace",
+        "namespaces",
+        False,
+        verbs=tuple(v for v in ALL_VERBS if v != "deletecollection"),
+        short_names=("ns",),
+        status=True,
+        extra_subresources=("finalize",),
     ),
     _core("ConfigMap", "configmaps", short_names=("cm",)),
     _core("Secret", "secrets", field_selectors=("type",)),

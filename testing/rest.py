@@ -178,13 +178,27 @@ class Rest:
         self.counters = counters
         self.write_log = write_log
         self.faults = faults
-        self.admission: AdmissionCallable | None = None
+        self.admission: Any = None
 
     # --- dispatch ---------------------------------------------------------------------------------
 
     def handle(self, call: Call) -> Reply:
         """Runs one request; raises :class:`StatusError` to refuse it."""
         info = call.info
+        dry_run = call.query.get("dryRun")
+        if dry_run not in (None, "All") and call.verb in (
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "deletecollection",
+        ):
+            kind = {"create": "CreateOptions", "update": "UpdateOptions", "patch": "PatchOptions"}.get(
+                call.verb, "DeleteOptions"
+            )
+            raise errors.invalid(
+                "meta.k8s.io", kind, "", [FieldError.not_supported("dryRun", [dry_run], ["All"])]
+            )
         if call.verb not in info.verbs and not call.subresource:
             raise errors.method_not_supported(info.group, info.plural, call.verb)
         if info.key in VIRTUAL:
@@ -195,7 +209,7 @@ class Rest:
         if verb == "get":
             return Reply(200, self._served(info, self._existing(call)))
         if verb == "list":
-            return Reply(200, self.list(call))
+            return Reply(200, self.list_objects(call))
         if verb == "create":
             return self.create(call)
         if verb == "update":
@@ -210,7 +224,7 @@ class Rest:
 
     def _subresource(self, call: Call) -> Reply:
         info, sub = call.info, call.subresource
-        allowed = ("get", "update", "patch")
+        allowed: tuple[str, ...] = ("get", "update", "patch")
         if sub == "finalize" and "finalize" in info.extra_subresources:
             allowed = ("update",)
         elif sub not in info.subresources:
@@ -251,16 +265,24 @@ class Rest:
         if ns is None:
             raise errors.not_found("", "namespaces", call.namespace)
         if creating and (ns.get("metadata") or {}).get("deletionTimestamp"):
-            raise errors.forbidden(
+            error = errors.forbidden(
                 call.info.group,
                 call.info.plural,
                 call.name,
                 f"unable to create new content in namespace {call.namespace} because it is being terminated",
             )
+            error.body["details"]["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {call.namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            raise error
 
-    def _admit(self, call: Call, operation: str, obj: Object | None, old: Object | None, options: Object) -> tuple[
-        Object | None, list[str]
-    ]:
+    def _admit(
+        self, call: Call, operation: str, obj: Object | None, old: Object | None, options: Object
+    ) -> tuple[Object | None, list[str]]:
         if call.direct or self.admission is None:
             return obj, []
         info = call.info
@@ -332,17 +354,25 @@ class Rest:
     def _validate(self, call: Call, obj: Object, old: Object | None) -> None:
         info = call.info
         meta = obj.get("metadata") or {}
+        for key in ("labels", "annotations", "finalizers", "ownerReferences"):
+            # ObjectMeta fields are omitempty: an emptied map or list is not stored.
+            if key in meta and not meta[key]:
+                del meta[key]
         name = str(meta.get("name", ""))
         problems: list[FieldError] = []
         if old is None:
             pattern, message = (
-                (_DNS1123_LABEL, _LABEL_MSG) if info.key == ("", "namespaces") else (_DNS1123_SUBDOMAIN, _SUBDOMAIN_MSG)
+                (_DNS1123_LABEL, _LABEL_MSG)
+                if info.key == ("", "namespaces")
+                else (_DNS1123_SUBDOMAIN, _SUBDOMAIN_MSG)
             )
             if not pattern.match(name):
                 problems.append(FieldError.invalid("metadata.name", name, message))
             elif len(name) > (63 if info.key == ("", "namespaces") else 253):
                 limit = 63 if info.key == ("", "namespaces") else 253
-                problems.append(FieldError.invalid("metadata.name", name, f"must be no more than {limit} characters"))
+                problems.append(
+                    FieldError.invalid("metadata.name", name, f"must be no more than {limit} characters")
+                )
         if old is not None and (old.get("metadata") or {}).get("deletionTimestamp"):
             new_finalizers = set(meta.get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
             if new_finalizers:
@@ -409,20 +439,26 @@ class Rest:
         if info.namespaced:
             if meta.get("namespace") and call.namespace and meta["namespace"] != call.namespace:
                 raise errors.bad_request(
-                    f"the namespace of the provided object does not match the namespace sent on the request"
+                    "the namespace of the provided object does not match the namespace sent on the request"
                 )
             call.namespace = call.namespace or str(meta.get("namespace", ""))
             meta["namespace"] = call.namespace
         else:
             meta.pop("namespace", None)
         if meta.get("resourceVersion"):
-            raise StatusError(errors.status(500, "", ""))  # replaced just below; keeps mypy simple
+            # The storage layer refuses this before anything is written (reason Unknown, code 500).
+            raise StatusError(
+                errors.status(500, "Unknown", "resourceVersion should not be set on objects to be created")
+            )
         name = str(meta.get("name") or "")
         if not name and meta.get("generateName"):
             name = str(meta["generateName"]) + "".join(secrets.choice(_NAME_CHARS) for _ in range(5))
         if not name:
             raise errors.invalid(
-                info.group, info.kind, "", [FieldError.required("metadata.name", "name or generateName is required")]
+                info.group,
+                info.kind,
+                "",
+                [FieldError.required("metadata.name", "name or generateName is required")],
             )
         meta["name"] = call.name = name
         for key in _SERVER_SET_META:
@@ -495,7 +531,8 @@ class Rest:
             if info.plural == "deployments":
                 spec.setdefault("progressDeadlineSeconds", 600)
                 spec.setdefault(
-                    "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+                    "strategy",
+                    {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}},
                 )
         elif info.key == ("", "services"):
             spec = obj.setdefault("spec", {})
@@ -522,8 +559,8 @@ class Rest:
             )
         if info.namespaced and meta.get("namespace") and meta["namespace"] != call.namespace:
             raise errors.bad_request(
-                f"the namespace of the object ({meta['namespace']}) does not match the namespace on the request "
-                f"({call.namespace})"
+                f"the namespace of the object ({meta['namespace']}) does not match the namespace on the "
+                f"request ({call.namespace})"
             )
         requested_rv = str(meta.get("resourceVersion") or "")
         if not requested_rv and not info.unconditional_update and call.subresource != "finalize":
@@ -611,12 +648,12 @@ class Rest:
                 info.group,
                 info.plural,
                 call.name,
-                f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {old['metadata']['uid']}",
+                f"Precondition failed: UID in precondition: {meta['uid']}, "
+                f"UID in object meta: {old['metadata']['uid']}",
             )
         new = self._shape_update(call, old, new)
         warnings: list[str] = []
-        if call.subresource != "status":
-            self._schema_pass(call, new, warnings)
+        self._schema_pass(call, new, warnings)
         if info.key == CRD_KEY:
             new["status"] = self._crd_status(new, old.get("status"))
         admitted, more = self._admit(call, "UPDATE", new, old, self._options("UpdateOptions", call))
@@ -685,7 +722,13 @@ class Rest:
                 new.pop("status", None)
         meta = _meta(new)
         old_meta = old["metadata"]
-        for key in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+        for key in (
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+        ):
             if key in old_meta:
                 meta[key] = old_meta[key]
             else:
@@ -712,7 +755,9 @@ class Rest:
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
             "metadata": {
-                k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
             },
             "spec": {},
             "status": {"replicas": int(_jsonpath_get(obj, paths.status_replicas) or 0)},
@@ -758,7 +803,13 @@ class Rest:
                 "autoscaling",
                 "Scale",
                 call.name,
-                [FieldError.invalid("spec.replicas", replicas if replicas is not None else 0, "must be greater than or equal to 0")],
+                [
+                    FieldError.invalid(
+                        "spec.replicas",
+                        replicas if replicas is not None else 0,
+                        "must be greater than or equal to 0",
+                    )
+                ],
             )
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
 
@@ -767,14 +818,34 @@ class Rest:
             return obj
 
         scale_call = Call(
-            "update", info, call.namespace, call.name, "scale", call.query, b"", "application/json", call.user, call.direct
+            "update",
+            info,
+            call.namespace,
+            call.name,
+            "scale",
+            call.query,
+            b"",
+            "application/json",
+            call.user,
+            call.direct,
         )
         reply = self._apply_update_scale(scale_call, rescale, rv)
         return Reply(200, self._scale_of(info, reply.body), reply.warnings)
 
     def _apply_update_scale(self, call: Call, change: Callable[[Object], Object], rv: str) -> Reply:
         # A scale write is an update of the main object that only touches spec.replicas.
-        main = Call(call.verb, call.info, call.namespace, call.name, "", call.query, b"", call.content_type, call.user, call.direct)
+        main = Call(
+            call.verb,
+            call.info,
+            call.namespace,
+            call.name,
+            "",
+            call.query,
+            b"",
+            call.content_type,
+            call.user,
+            call.direct,
+        )
         main.subresource = ""
         reply = self._apply_update(main, change, rv or None, "update")
         return reply
@@ -807,20 +878,27 @@ class Rest:
                 info.group,
                 info.plural,
                 call.name,
-                f"Precondition failed: UID in precondition: {preconditions['uid']}, UID in object meta: {meta['uid']}",
+                f"Precondition failed: UID in precondition: {preconditions['uid']}, "
+                f"UID in object meta: {meta['uid']}",
             )
-        if preconditions.get("resourceVersion") and preconditions["resourceVersion"] != meta["resourceVersion"]:
+        if (
+            preconditions.get("resourceVersion")
+            and preconditions["resourceVersion"] != meta["resourceVersion"]
+        ):
             raise errors.conflict(
                 info.group,
                 info.plural,
                 call.name,
                 "Precondition failed: ResourceVersion in precondition: "
-                f"{preconditions['resourceVersion']}, ResourceVersion in object meta: {meta['resourceVersion']}",
+                f"{preconditions['resourceVersion']}, "
+                f"ResourceVersion in object meta: {meta['resourceVersion']}",
             )
         if info.key == ("", "namespaces") and call.name in PROTECTED_NAMESPACES:
             raise errors.forbidden("", "namespaces", call.name, "this namespace may not be deleted")
         admission_options: Object = {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}
         admission_options.update({k: v for k, v in options.items() if k not in ("kind", "apiVersion")})
+        if call.dry_run:
+            admission_options["dryRun"] = ["All"]
         _, warnings = self._admit(call, "DELETE", None, old, admission_options)
         reply = self._delete_now(call, old)
         reply.warnings = warnings + reply.warnings
@@ -861,7 +939,7 @@ class Rest:
         """DELETE on a collection: every matching object; answers with the list of what was deleted."""
         info = call.info
         self._delete_options(call)
-        listing = self.list(call)
+        listing = self.list_objects(call)
         deleted: list[Object] = []
         warnings: list[str] = []
         for item in listing["items"]:
@@ -880,7 +958,9 @@ class Rest:
             )
             try:
                 old = self._existing(one)
-                _, more = self._admit(one, "DELETE", None, old, {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"})
+                _, more = self._admit(
+                    one, "DELETE", None, old, {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}
+                )
                 warnings.extend(more)
                 self._delete_now(one, old)
             except StatusError as exc:
@@ -920,7 +1000,7 @@ class Rest:
                 raise errors.bad_request(f"field label not supported: {requirement.field}")
         return labels, fields
 
-    def list(self, call: Call) -> Object:
+    def list_objects(self, call: Call) -> Object:
         """GET on a collection: items in key order, with ``limit``/``continue`` pagination."""
         info = call.info
         labels, fields = self.selectors(call)
@@ -931,16 +1011,22 @@ class Rest:
             except ValueError as exc:
                 raise errors.bad_request(f"limit: invalid value {call.query['limit']!r}") from exc
         start = ""
+        snapshot: int | None = None
         token = call.query.get("continue", "")
         if token:
             try:
                 decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-                start = str(decoded["start"])
+                start, snapshot = str(decoded["start"]), int(decoded["rv"])
             except (binascii.Error, ValueError, KeyError, TypeError) as exc:
                 raise errors.bad_request(f"continue key is not valid: {exc}") from exc
         with self.store.lock:
-            rv = self.store.resource_version
-            candidates = self.store.scan(info.key, call.namespace or None)
+            if snapshot is None:
+                rv = self.store.resource_version
+                candidates = self.store.scan(info.key, call.namespace or None)
+            else:
+                # Every page of a paginated list shows the state at the first page's resourceVersion.
+                rv = snapshot
+                candidates = self.store.scan_at(info.key, call.namespace or None, snapshot)
             matching: list[Object] = []
             for obj in candidates:
                 meta = obj["metadata"]
@@ -952,8 +1038,14 @@ class Rest:
         list_meta: Object = {"resourceVersion": str(rv)}
         if limit and len(matching) > limit:
             last = items[-1]["metadata"]
-            next_token = {"v": "meta.k8s.io/v1", "rv": rv, "start": f"{last.get('namespace', '')}/{last['name']}"}
-            list_meta["continue"] = base64.urlsafe_b64encode(json.dumps(next_token).encode()).decode().rstrip("=")
+            next_token = {
+                "v": "meta.k8s.io/v1",
+                "rv": rv,
+                "start": f"{last.get('namespace', '')}/{last['name']}",
+            }
+            list_meta["continue"] = (
+                base64.urlsafe_b64encode(json.dumps(next_token).encode()).decode().rstrip("=")
+            )
             list_meta["remainingItemCount"] = len(matching) - limit
         return {"apiVersion": info.api_version, "kind": info.list_kind, "metadata": list_meta, "items": items}
 
@@ -1048,17 +1140,21 @@ class Rest:
         if not names.get("kind"):
             problems.append(FieldError.required("spec.names.kind"))
         if spec.get("scope") not in ("Namespaced", "Cluster"):
-            problems.append(FieldError.not_supported("spec.scope", spec.get("scope", ""), ["Cluster", "Namespaced"]))
-        versions = spec.get("versions") or []
-        if not versions:
-            problems.append(FieldError.invalid("spec.versions", versions, "must have exactly one version marked as storage version"))
-        elif sum(1 for v in versions if v.get("storage")) != 1:
             problems.append(
-                FieldError.invalid("spec.versions", versions, "must have exactly one version marked as storage version")
+                FieldError.not_supported("spec.scope", spec.get("scope", ""), ["Cluster", "Namespaced"])
+            )
+        versions = spec.get("versions") or []
+        if not versions or sum(1 for v in versions if v.get("storage")) != 1:
+            problems.append(
+                FieldError.invalid(
+                    "spec.versions", versions, "must have exactly one version marked as storage version"
+                )
             )
         name = crd["metadata"]["name"]
         if group and plural and name != f"{plural}.{group}":
-            problems.append(FieldError.invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group'))
+            problems.append(
+                FieldError.invalid("metadata.name", name, 'must be spec.names.plural+"."+spec.group')
+            )
         if old is not None:
             old_spec = old.get("spec") or {}
             if old_spec.get("group") != group:

@@ -108,11 +108,11 @@ def apply_defaults(obj: Object, schema: Schema | None) -> None:
 def _default(value: Any, schema: Schema) -> None:
     if isinstance(value, dict):
         properties: dict[str, Schema] = schema.get("properties") or {}
-        for key, sub in properties.items():
-            if key not in value and "default" in sub:
-                value[key] = copy.deepcopy(sub["default"])
+        for key, declared in properties.items():
+            if key not in value and "default" in declared:
+                value[key] = copy.deepcopy(declared["default"])
         for key, child in value.items():
-            sub = properties.get(key)
+            sub: Schema | None = properties.get(key)
             if sub is None and isinstance(schema.get("additionalProperties"), dict):
                 sub = schema["additionalProperties"]
             if sub is not None:
@@ -230,7 +230,7 @@ def _num(value: float) -> str:
 def _validate_number(value: float, schema: Schema, path: str, errors: list[FieldError]) -> None:
     if isinstance(value, float) and value == int(value):
         value = int(value)
-    if "multipleOf" in schema and schema["multipleOf"]:
+    if schema.get("multipleOf"):
         factor = schema["multipleOf"]
         if (value / factor) != int(value / factor):
             errors.append(

@@ -84,6 +84,32 @@ class Store:
         keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)
         return [bucket[k] for k in keys]
 
+    def scan_at(self, key: Key, namespace: str | None, rv: int) -> list[Object]:
+        """Objects of a resource as they were at resourceVersion ``rv`` (undoing later logged events).
+
+        Raises 410 Expired when the log no longer reaches back to ``rv``, as etcd
+        does for a compacted revision.
+        """
+        with self.lock:
+            if rv < self._trimmed:
+                raise expired(
+                    "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter."
+                )
+            state = dict(self._objects.get(key, {}))
+            for event in reversed(self._events):
+                if event.rv <= rv:
+                    break
+                if event.key != key:
+                    continue
+                meta = event.object["metadata"]
+                where = (meta.get("namespace", ""), meta["name"])
+                if event.type == "ADDED":
+                    state.pop(where, None)
+                elif event.old is not None:
+                    state[where] = event.old
+            return [state[k] for k in sorted(state) if namespace is None or k[0] == namespace]
+
     def namespaces_in_use(self, namespace: str) -> list[tuple[Key, Object]]:
         """Every stored object in ``namespace``, of any resource."""
         with self.lock:

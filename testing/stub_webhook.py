@@ -224,6 +224,11 @@ class StubWebhook:
         """The requests received on ``path``."""
         return [call for call in self.calls if call.path == path]
 
+    def clear_calls(self) -> None:
+        """Forgets the recorded calls (handlers stay)."""
+        with self._lock:
+            self._calls.clear()
+
     def reset(self) -> None:
         """Forgets handlers and recorded calls."""
         with self._lock:

@@ -95,7 +95,7 @@ async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             raise BadRequest("request body too large")
         body = await reader.readexactly(length)
     split = urlsplit(target)
-    query = {k: v for k, v in parse_qsl(split.query, keep_blank_values=True)}
+    query = dict(parse_qsl(split.query, keep_blank_values=True))
     return Request(method.upper(), target, unquote(split.path), query, headers, body, version, header_list)
 
 

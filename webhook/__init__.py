@@ -18,11 +18,11 @@ __all__ = ["WebhookConfig", "WebhookConfigError", "create_app"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from kcp_tmc.webhook.app import create_app
+        from kcp_tmc.webhook.app import create_app  # noqa: PLC0415 - lazy on purpose, see above
 
         return create_app
     if name in ("WebhookConfig", "WebhookConfigError"):
-        from kcp_tmc.webhook import config
+        from kcp_tmc.webhook import config  # noqa: PLC0415 - lazy on purpose, see above
 
         return getattr(config, name)
     raise AttributeError(f"module 'kcp_tmc.webhook' has no attribute {name!r}")

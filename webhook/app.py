@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from kcp_tmc.certs.inspect import certificate_expiry
 from kcp_tmc.policies.config import EngineConfig, load_config
 from kcp_tmc.policies.engine import Engine
+from kcp_tmc.policies.plugins import default_registry
 from kcp_tmc.policies.registry import Registry
 from kcp_tmc.webhook import health, metrics, review
 from kcp_tmc.webhook.config import WebhookConfig, coerce_config
@@ -63,12 +64,7 @@ def create_app(config: WebhookConfig | Mapping[str, Any] | None = None) -> Flask
     is served.
     """
     cfg = coerce_config(config)
-    if cfg.registry is not None:
-        registry = cfg.registry
-    else:
-        from kcp_tmc.policies.plugins import default_registry
-
-        registry = default_registry()
+    registry = cfg.registry if cfg.registry is not None else default_registry()
     engine_config = _engine_config(cfg.engine_config)
     engine = Engine(registry, engine_config, max_threads=cfg.engine_threads)
     enabled = [p for p in engine.policies if engine.config.is_enabled(p.name)]

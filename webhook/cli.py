@@ -24,6 +24,12 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger as GunicornLogger
 
+from kcp_tmc.policies.config import ConfigError, load_config
+from kcp_tmc.policies.engine import Engine
+from kcp_tmc.policies.plugins import default_registry
+from kcp_tmc.webhook.logs import JsonFormatter, TextFormatter, configure_logging
+from kcp_tmc.webhook.tls import ReloadingTLS, TLSConfigError
+
 __all__ = ["build_parser", "main"]
 
 log = logging.getLogger("kcp_tmc.webhook")
@@ -119,13 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _JsonGunicornLogger(GunicornLogger):
+class _JsonGunicornLogger(GunicornLogger):  # type: ignore[misc]
     """gunicorn's own messages (start, worker boot and exit) in our log format."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        from kcp_tmc.webhook.logs import JsonFormatter, TextFormatter
-
         fmt = (
             JsonFormatter() if os.environ.get("TMC_WEBHOOK_LOG_FORMAT", "json") == "json" else TextFormatter()
         )
@@ -134,9 +138,10 @@ class _JsonGunicornLogger(GunicornLogger):
 
 
 def _child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
+    # Imported here: prometheus_client must first be imported after PROMETHEUS_MULTIPROC_DIR is set.
+    from prometheus_client import multiprocess  # noqa: PLC0415
 
-    multiprocess.mark_process_dead(worker.pid)
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 class WebhookServer(BaseApplication):  # type: ignore[misc]
@@ -152,18 +157,13 @@ class WebhookServer(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from kcp_tmc.webhook.app import create_app
+        from kcp_tmc.webhook.app import create_app  # noqa: PLC0415 - imports prometheus_client
 
         return create_app(self.app_config)
 
 
 def _check(args: argparse.Namespace) -> str | None:
     """Fail fast in the master process: the reason the server cannot start, or ``None``."""
-    from kcp_tmc.policies.config import ConfigError, load_config
-    from kcp_tmc.policies.engine import Engine
-    from kcp_tmc.policies.plugins import default_registry
-    from kcp_tmc.webhook.tls import ReloadingTLS, TLSConfigError
-
     try:
         ReloadingTLS(args.cert_file, args.key_file)
     except TLSConfigError as exc:
@@ -190,11 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"tmc-webhook: error: --metrics-dir {metrics_dir}: {exc.strerror}", file=sys.stderr)
         return 2
+    master = os.getpid()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     os.environ["TMC_WEBHOOK_LOG_FORMAT"] = args.log_format
     try:
-        from kcp_tmc.webhook.logs import configure_logging
-        from kcp_tmc.webhook.worker import ReviewWorker
+        # The worker imports the app and with it prometheus_client: only now.
+        from kcp_tmc.webhook.worker import ReviewWorker  # noqa: PLC0415
 
         configure_logging(args.log_format, getattr(logging, args.log_level.upper()))
         problem = _check(args)
@@ -237,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         WebhookServer(options, app_config).run()
         return 0
     finally:
-        if own_dir:
+        # gunicorn's workers are forks of this process and leave through this frame too:
+        # only the master removes the folder.
+        if own_dir and os.getpid() == master:
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 

@@ -135,7 +135,7 @@ class Metrics:
         """The exposition text of every family (merged over workers in multiprocess mode)."""
         if self.multiprocess_dir:
             registry = CollectorRegistry()
-            prom_multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+            prom_multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         assert self.registry is not None
         return generate_latest(self.registry)

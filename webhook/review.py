@@ -61,6 +61,8 @@ _REASON = {
     500: "InternalError",
 }
 _READ_STEP = 64 * 1024
+# The rest of a refused body is never read, so the connection cannot carry another request.
+_CLOSE = [("Connection", "close")]
 
 
 def parse_timeout(query: str) -> float | None:
@@ -198,10 +200,10 @@ class ReviewService:
                 if size < 0:
                     raise _Refused(400, f"Content-Length must be a number of bytes, got {length!r}")
                 if size > limit:
-                    raise _Refused(413, f"the body is {size} bytes, over the limit of {limit} bytes")
+                    raise _Refused(413, f"the body is {size} bytes, over the limit of {limit} bytes", _CLOSE)
                 body: bytes = stream.read(size)
                 if len(body) < size:
-                    raise _Refused(400, f"the body ended after {len(body)} of {size} bytes")
+                    raise _Refused(400, f"the body ended after {len(body)} of {size} bytes", _CLOSE)
                 return body
             # No length: a chunked body.  Read in steps and stop one byte past the limit.
             parts: list[bytes] = []
@@ -213,11 +215,11 @@ class ReviewService:
                 parts.append(chunk)
                 total += len(chunk)
                 if total > limit:
-                    raise _Refused(413, f"the body is over the limit of {limit} bytes")
+                    raise _Refused(413, f"the body is over the limit of {limit} bytes", _CLOSE)
         except _Refused:
             raise
         except Exception as exc:  # a reset, a timeout, a malformed chunk: the body is unusable
-            raise _Refused(400, f"cannot read the body: {exc or type(exc).__name__}") from None
+            raise _Refused(400, f"cannot read the body: {exc or type(exc).__name__}", _CLOSE) from None
 
     # -- answering -------------------------------------------------------------------------
 
@@ -279,7 +281,8 @@ class ReviewService:
             right = "/mutate" if ptype is PolicyType.MUTATING else "/validate"
             raise _Refused(
                 404,
-                f"policy {route.policy!r} is a {ptype.value} policy: send its reviews to {right}/{route.policy}",
+                f"policy {route.policy!r} is a {ptype.value} policy: "
+                f"send its reviews to {right}/{route.policy}",
             )
 
     def _bad(self, webhook: str, started: float, message: str) -> Answer:
@@ -319,10 +322,7 @@ class ReviewService:
             deadline=deadline,
         )
         answer = self._review(version, outcome.to_response(uid, mutating=route.mutating))
-        if outcome.allowed:
-            decision = "allowed"
-        else:
-            decision = "error" if outcome.code >= 500 else "denied"
+        decision = "allowed" if outcome.allowed else "error" if outcome.code >= 500 else "denied"
         elapsed = self.clock() - started
         metrics = self.metrics
         metrics.observe_review(webhook, operation, kind, decision, elapsed)

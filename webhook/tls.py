@@ -115,7 +115,7 @@ class ReloadingTLS:
                 # A rename in progress or a deleted file: keep serving the pair we have.
                 log.warning("cannot stat the serving certificate: %s; keeping the current one", _reason(exc))
                 return False
-            if sig == self._loaded or sig == self._failed:
+            if sig in (self._loaded, self._failed):
                 return False
             try:
                 ctx = server_context(self.cert_file, self.key_file, self._context_class)

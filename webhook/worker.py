@@ -27,6 +27,7 @@ used for new connections without a restart.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
@@ -51,7 +52,7 @@ __all__ = ["ReviewWorker"]
 DRAIN_LIMIT = 64 * 1024
 
 
-class ReviewWorker(GeventWorker):
+class ReviewWorker(GeventWorker):  # type: ignore[misc]
     """gunicorn worker class; configure the timeouts with :meth:`configured`."""
 
     handshake_timeout: float = 10.0
@@ -60,6 +61,9 @@ class ReviewWorker(GeventWorker):
     tls_check_interval: float = 1.0
 
     tls: ReloadingTLS | None = None
+    # Set by gunicorn's Worker.__init__ / load_wsgi.
+    sockets: list[Any]
+    wsgi: Any
 
     @classmethod
     def configured(cls, **timeouts: float) -> type[ReviewWorker]:
@@ -79,6 +83,7 @@ class ReviewWorker(GeventWorker):
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
+        self.wsgi = _honour_connection_close(self.wsgi)
         if self.cfg.is_ssl:
             state = getattr(self.wsgi, "extensions", {}).get(EXTENSION)
             self.tls = ReloadingTLS(
@@ -129,10 +134,8 @@ class ReviewWorker(GeventWorker):
         except Exception as exc:
             self.log.debug("connection from %s ended: %r", addr, exc)
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 client.close()
-            except OSError:  # pragma: no cover - closing a socket that is already gone
-                pass
 
     def _serve(self, listener: Any, client: Any, addr: Any) -> None:
         parser = http.get_parser(self.cfg, client, addr)
@@ -160,6 +163,29 @@ class ReviewWorker(GeventWorker):
                 return
 
 
+def _honour_connection_close(app: Any) -> Any:
+    """Let the app close the connection with a ``Connection: close`` header.
+
+    gunicorn drops hop-by-hop headers an app sets; this asks gunicorn's response to close
+    instead, so that a refused body (413) is never read as the next request.
+    """
+    extensions = getattr(app, "extensions", None)
+
+    def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            for name, value in headers:
+                if name == "Connection" and value == "close":
+                    owner = getattr(start_response, "__self__", None)
+                    if owner is not None and hasattr(owner, "force_close"):
+                        owner.force_close()
+            return start_response(status, headers, exc_info)
+
+        return app(environ, start)
+
+    wrapped.extensions = extensions  # type: ignore[attr-defined]
+    return wrapped
+
+
 def _refuse(client: Any, exc: Exception) -> None:
     """Answer a request gunicorn could not parse with 400 and close (never a 5xx for bad input)."""
     body = error_body(400, f"malformed HTTP request: {type(exc).__name__}: {exc}")
@@ -167,10 +193,8 @@ def _refuse(client: Any, exc: Exception) -> None:
         "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
-    try:
+    with contextlib.suppress(OSError):
         client.sendall(head.encode("latin-1") + body)
-    except OSError:
-        pass
 
 
 def _buffered(parser: Any, client: Any) -> bool:

@@ -19,6 +19,7 @@ from kcp_tmc.policies.admission import JsonPatchOperation
 from kcp_tmc.policies.builtin.status import changed, validate_common_status, validate_time
 from kcp_tmc.policies.builtin.synctarget import sync_target_name_errors
 from kcp_tmc.policies.kinds import CLUSTER
+from kcp_tmc.policies.model import DEFAULT_KUBECONFIG_KEY, DEFAULT_SYNC_MODE, SYNC_MODE_PULL, SYNC_MODES
 from kcp_tmc.policies.policy import FieldError, PolicyRequest, Verdict
 from kcp_tmc.policies.registry import mutating, validating
 from kcp_tmc.policies.validation import (
@@ -35,17 +36,8 @@ from kcp_tmc.policies.validation import (
     type_invalid,
 )
 
-__all__ = [
-    "DEFAULT_KUBECONFIG_KEY",
-    "DEFAULT_SYNC_MODE",
-    "SYNC_MODES",
-    "cluster_defaults",
-    "cluster_validation",
-]
+__all__ = ["cluster_defaults", "cluster_validation"]
 
-SYNC_MODES: Final = ("Push", "Pull")
-DEFAULT_SYNC_MODE: Final = "Push"
-DEFAULT_KUBECONFIG_KEY: Final = "kubeconfig"
 _REF: Final = "spec.kubeconfigSecretRef"
 _IMAGE_EXAMPLE: Final = "ghcr.io/kcp-dev/kcp/syncer:v0.11.0"
 
@@ -75,7 +67,8 @@ def cluster_validation(req: PolicyRequest) -> Verdict | None:
 
 
 def _validate_name(obj: Mapping[str, Any], errs: list[FieldError]) -> str | None:
-    meta = as_map(obj.get("metadata"), "metadata", errs)
+    raw_meta = obj.get("metadata")
+    meta = as_map(raw_meta, "metadata", errs) if raw_meta is not None else {}
     if meta is None:
         return None
     raw = meta.get("name")
@@ -89,10 +82,8 @@ def _validate_name(obj: Mapping[str, Any], errs: list[FieldError]) -> str | None
     return name
 
 
-def _effective_sync_target_name(obj: Mapping[str, Any] | None) -> object:
+def _effective_sync_target_name(obj: Mapping[str, Any]) -> object:
     """``spec.syncTargetName`` with its default (the Cluster's name) applied."""
-    if obj is None:
-        return None
     spec = obj.get("spec")
     explicit = spec.get("syncTargetName") if isinstance(spec, Mapping) else None
     if explicit is not None and explicit != "":
@@ -104,14 +95,14 @@ def _effective_sync_target_name(obj: Mapping[str, Any] | None) -> object:
 def _validate_spec(
     spec: Mapping[str, Any], name: str | None, old: Mapping[str, Any] | None, errs: list[FieldError]
 ) -> None:
-    _validate_secret_ref(spec.get(_REF.removeprefix("spec.")), errs)
+    _validate_secret_ref(spec.get("kubeconfigSecretRef"), errs)
 
     mode = spec.get("syncMode")
     if mode is not None and mode not in SYNC_MODES:
         errs.append(not_supported("spec.syncMode", mode, SYNC_MODES))
     image = as_str(spec.get("syncerImage"), "spec.syncerImage", errs)
     if not image:
-        if mode == "Pull" and (image == "" or spec.get("syncerImage") is None):
+        if mode == SYNC_MODE_PULL and (image == "" or spec.get("syncerImage") is None):
             errs.append(
                 required(
                     "spec.syncerImage",

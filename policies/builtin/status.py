@@ -9,11 +9,14 @@ cannot change through the main resource.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
+from kcp_tmc.policies.conditions import ERROR, FALSE, INFO, TRUE, UNKNOWN, WARNING
+from kcp_tmc.policies.model import RESOURCE_STATES
 from kcp_tmc.policies.policy import FieldError
 from kcp_tmc.policies.quantities import Quantity, QuantityError, parse_quantity
 from kcp_tmc.policies.timefmt import parse_rfc3339
@@ -38,7 +41,6 @@ __all__ = [
     "GROUP_PATTERN",
     "RESOURCE_PATTERN",
     "RFC3339_EXAMPLE",
-    "SYNCED_RESOURCE_STATES",
     "changed",
     "validate_common_status",
     "validate_conditions",
@@ -48,10 +50,9 @@ __all__ = [
 ]
 
 RFC3339_EXAMPLE: Final = "2024-01-02T15:04:05Z"
-CONDITION_STATUSES: Final = ("True", "False", "Unknown")
+CONDITION_STATUSES: Final = (TRUE, FALSE, UNKNOWN)
 #: Severities of kcp's conditions (``pkg/apis/third_party/conditions``); empty means none.
-CONDITION_SEVERITIES: Final = ("Error", "Warning", "Info", "")
-SYNCED_RESOURCE_STATES: Final = ("Pending", "Incompatible", "Accepted")
+CONDITION_SEVERITIES: Final = (ERROR, WARNING, INFO, "")
 #: CRD patterns of ``ResourceToSync`` (kcp v0.11), quirks included: ``a.b`` does not match GROUP_PATTERN.
 GROUP_PATTERN: Final = r"^(|[a-z0-9]([-a-z0-9]*[a-z0-9](\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?)$"
 RESOURCE_PATTERN: Final = r"^[a-z][-a-z0-9]*[a-z0-9]$"
@@ -59,6 +60,10 @@ RESOURCE_PATTERN: Final = r"^[a-z][-a-z0-9]*[a-z0-9]$"
 _GROUP = re.compile(GROUP_PATTERN[1:-1])
 _RESOURCE = re.compile(RESOURCE_PATTERN[1:-1])
 _ZERO: Final = parse_quantity("0")
+# Status values repeat from one write to the next (a heartbeat changes one field), and both
+# results are immutable: parse each distinct text once.  typed=True keeps 1, 1.0 and True apart.
+_parse_quantity = functools.lru_cache(maxsize=2048, typed=True)(parse_quantity)
+_parse_time = functools.lru_cache(maxsize=2048)(parse_rfc3339)
 _QUANTITY_HINT: Final = "use a quantity such as 500m, 2, 1.5 or 4Gi"
 
 
@@ -73,7 +78,7 @@ def validate_time(value: object, path: str, errs: list[FieldError]) -> datetime 
     if text is None:
         return None
     try:
-        return parse_rfc3339(text)
+        return _parse_time(text)
     except ValueError:
         errs.append(invalid(path, text, f"must be an RFC 3339 time such as {RFC3339_EXAMPLE}"))
         return None
@@ -90,10 +95,10 @@ def validate_resource_list(value: object, path: str, errs: list[FieldError]) -> 
         entry = key(path, name)
         errs.extend(invalid(entry, name, msg) for msg in is_qualified_name(name))
         if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            errs.append(type_invalid(entry, raw, f"a quantity string; {_QUANTITY_HINT}"))
+            errs.append(type_invalid(entry, raw, "a quantity such as 500m, 2, 1.5 or 4Gi"))
             continue
         try:
-            quantity = parse_quantity(raw)
+            quantity = _parse_quantity(raw)
         except QuantityError as exc:
             errs.append(invalid(entry, raw, f"{exc}; {_QUANTITY_HINT}"))
             continue
@@ -190,8 +195,8 @@ def validate_synced_resources(value: object, path: str, errs: list[FieldError]) 
                 )
         as_str(res.get("identityHash"), child(at, "identityHash"), errs)
         state = res.get("state")
-        if state is not None and state not in SYNCED_RESOURCE_STATES:
-            errs.append(not_supported(child(at, "state"), state, SYNCED_RESOURCE_STATES))
+        if state is not None and state not in RESOURCE_STATES:
+            errs.append(not_supported(child(at, "state"), state, RESOURCE_STATES))
 
 
 def validate_common_status(

@@ -24,6 +24,7 @@ from kcp_tmc.policies.builtin.status import changed, validate_common_status, val
 from kcp_tmc.policies.clusters import CLUSTER_PATH_PATTERN, is_valid_cluster_path
 from kcp_tmc.policies.keys import ANNOTATION_DELETION_PROTECTED, LABEL_SYNC_TARGET_KEY, sync_target_key
 from kcp_tmc.policies.kinds import SYNC_TARGET
+from kcp_tmc.policies.model import PARSE_BOOL_TRUE
 from kcp_tmc.policies.policy import FieldError, PolicyRequest, Verdict
 from kcp_tmc.policies.registry import mutating, validating
 from kcp_tmc.policies.timefmt import format_go_duration, parse_go_duration
@@ -49,6 +50,7 @@ from kcp_tmc.policies.validation import (
 __all__ = [
     "DEFAULT_HEARTBEAT_SKEW",
     "SYNC_TARGET_NAME_MAX_LENGTH",
+    "heartbeat_skew",
     "now",
     "sync_target_defaults",
     "sync_target_deletion_protection",
@@ -59,11 +61,13 @@ __all__ = [
 #: kcp's CRD limit on SyncTarget names: 253 - 10 (prefix) - 9 (hash).
 SYNC_TARGET_NAME_MAX_LENGTH: Final = 234
 DEFAULT_HEARTBEAT_SKEW: Final = timedelta(seconds=60)
-#: ParseBool's true spellings, which is what kcp uses for its boolean annotations.
-_TRUE: Final = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _KEY_PATH: Final = key("metadata.labels", LABEL_SYNC_TARGET_KEY)
 _PROTECTION_PATH: Final = key("metadata.annotations", ANNOTATION_DELETION_PROTECTED)
 _SETTING: Final = "synctarget-validation setting heartbeatSkew"
+
+
+# Computed on every write by two policies; SyncTargets are few, so remember their keys.
+_sync_target_key = functools.lru_cache(maxsize=4096)(sync_target_key)
 
 
 def now() -> datetime:
@@ -124,7 +128,8 @@ def sync_target_validation(req: PolicyRequest) -> Verdict | None:
 def _validate_metadata(
     req: PolicyRequest, obj: Mapping[str, Any], old: Mapping[str, Any] | None, errs: list[FieldError]
 ) -> None:
-    meta = as_map(obj.get("metadata"), "metadata", errs)
+    raw_meta = obj.get("metadata")
+    meta = as_map(raw_meta, "metadata", errs) if raw_meta is not None else {}
     if meta is None:
         return
     name = as_str(meta.get("name"), "metadata.name", errs)
@@ -138,7 +143,7 @@ def _validate_metadata(
         labels = {}
     value = labels.get(LABEL_SYNC_TARGET_KEY)
     old_value = _labels(old).get(LABEL_SYNC_TARGET_KEY)
-    computed = sync_target_key(req.cluster, name)
+    computed = _sync_target_key(req.cluster, name)
     if value is None:
         if old_value is not None:
             errs.append(
@@ -286,7 +291,7 @@ def _is_service_path(path: str, service: str) -> bool:
     if at < 0:
         return False
     segments = path[at + len(marker) :].split("/")
-    return 2 <= len(segments) <= 3 and all(segments)
+    return len(segments) <= 3 and all(segments)
 
 
 @functools.lru_cache(maxsize=32)
@@ -330,7 +335,8 @@ def sync_target_deletion_protection(req: PolicyRequest) -> Verdict | None:
     meta = old.get("metadata") if isinstance(old, Mapping) else None
     annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
     value = annotations.get(ANNOTATION_DELETION_PROTECTED) if isinstance(annotations, Mapping) else None
-    if value not in _TRUE:
+    # Go's ParseBool spellings of true, as kcp reads its boolean annotations.
+    if not isinstance(value, str) or value not in PARSE_BOOL_TRUE:
         return None
     name = req.name or "<name>"
     return Verdict.deny(
@@ -370,7 +376,7 @@ def sync_target_defaults(req: PolicyRequest) -> Verdict | None:
     if isinstance(meta, dict) and isinstance(name, str) and name:
         labels = meta.get("labels")
         if labels is None or isinstance(labels, dict):
-            computed = sync_target_key(req.cluster, name)
+            computed = _sync_target_key(req.cluster, name)
             current = labels.get(LABEL_SYNC_TARGET_KEY) if labels else None
             if current is not None and current != computed:
                 warnings.append(

@@ -340,6 +340,15 @@ def test_inject_bad_kubeconfig(
         capsys,
         snapshot,
     )
+    broken = cert_dir.directory.parent / "broken-kubeconfig"
+    broken.write_text("clusters: [unclosed\n")
+    _refused(
+        [*argv, "--kubeconfig", str(broken)],
+        cert_dir.directory,
+        f"cannot load kubeconfig {broken}: not a kubeconfig file (expected a YAML mapping)",
+        capsys,
+        snapshot,
+    )
     _refused(
         [*argv, "--kubeconfig", str(cert_dir.ca_crt)],
         cert_dir.directory,
@@ -380,6 +389,27 @@ def test_inject_unreachable_server(
         cert_dir.directory,
         f"cannot load kubeconfig {kubeconfig}: Invalid kube-config file. Expected object with name other in "
         f"{kubeconfig}/contexts list",
+        capsys,
+        snapshot,
+    )
+
+
+def test_rotate_on_a_read_only_file_system(
+    cert_dir: CertPaths,
+    capsys: pytest.CaptureFixture[str],
+    snapshot: Snapshot,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    def read_only(src: str, dst: str) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", read_only)
+    _refused(
+        ["rotate", "--force", str(cert_dir.directory)],
+        cert_dir.directory,
+        f"cannot write {cert_dir.tls_key}: Read-only file system",
         capsys,
         snapshot,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kcp_tmc.certs import CertsError
 from kcp_tmc.certs.files import CertPaths, atomic_write, directory_lock
 
 
@@ -44,10 +45,33 @@ def test_failed_write_leaves_old_file_and_no_temporary(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(CertsError) as info:
         atomic_write(target, b"new")
+    assert str(info.value) == f"cannot write {target}: No space left on device"
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["tls.crt"]
+
+
+def test_write_into_a_missing_directory(tmp_path: Path) -> None:
+    target = tmp_path / "absent" / "tls.crt"
+    with pytest.raises(CertsError) as info:
+        atomic_write(target, b"x")
+    assert str(info.value) == f"cannot write {target}: No such file or directory"
+    with pytest.raises(CertsError) as info, directory_lock(tmp_path / "absent"):
+        pass
+    assert str(info.value) == f"cannot open {tmp_path / 'absent'}: No such file or directory"
+
+
+def test_interrupted_write_removes_the_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "tls.crt"
+
+    def interrupted(fd: int) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, b"new")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_concurrent_readers_never_see_partial_content(tmp_path: Path) -> None:

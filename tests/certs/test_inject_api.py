@@ -1,34 +1,54 @@
-"""``inject`` against the in-repo fake API server (``kcp_tmc.testing.FakeAPIServer``)."""
+"""``inject`` against an API server: the in-repo fake, and a real kube-apiserver when available.
+
+The fake (``kcp_tmc.testing.FakeAPIServer``) always runs; the real one runs
+when ``KUBEBUILDER_ASSETS`` points at etcd and kube-apiserver (marker
+``realapi``) and is skipped with the reason otherwise.
+"""
 
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 
 from kcp_tmc.certs import CertPaths, CertsError, generate_dir, rotate_dir
 from kcp_tmc.certs.cli import main
 from kcp_tmc.certs.inject import inject
 
-testing = pytest.importorskip("kcp_tmc.testing")
-FakeAPIServer: Any = getattr(testing, "FakeAPIServer", None)
-if FakeAPIServer is None:  # pragma: no cover - only while the fake server is being written
-    pytest.skip("kcp_tmc.testing has no FakeAPIServer yet", allow_module_level=True)
-
-from kubernetes import client as k8s  # noqa: E402
-from kubernetes import config as k8s_config  # noqa: E402
-
 Snapshot = Callable[[Path], dict[str, tuple[bytes, int]]]
 WEBHOOK_GROUP = "admissionregistration.k8s.io/v1"
 
 
-@pytest.fixture(scope="module")
-def api() -> Iterator[Any]:
-    with FakeAPIServer() as server:
+def _fake_server() -> Any:
+    testing = importlib.import_module("kcp_tmc.testing")
+    server = getattr(testing, "FakeAPIServer", None)
+    if server is None:  # pragma: no cover - only while the fake server is being written
+        pytest.skip("kcp_tmc.testing has no FakeAPIServer yet")
+    return server()
+
+
+def _real_server() -> Any:
+    from kcp_tmc.testing.envtest import EnvtestUnavailable, RealAPIServer
+
+    try:
+        return RealAPIServer()
+    except EnvtestUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module", params=["fake", pytest.param("real", marks=pytest.mark.realapi)])
+def api(request: pytest.FixtureRequest) -> Iterator[Any]:
+    server = _fake_server() if request.param == "fake" else _real_server()
+    with server:
         yield server
 
 
@@ -45,7 +65,7 @@ def _admission(kube: Any) -> Any:
 
 
 def _core(kube: Any) -> Any:
-    return _core(kube)
+    return k8s.CoreV1Api(kube)
 
 
 def _webhook(name: str, **client_config: Any) -> dict[str, Any]:
@@ -103,8 +123,6 @@ def _secret(kube: Any, namespace: str, name: str) -> dict[str, Any]:
 
 
 def _ensure_namespace(kube: Any, name: str) -> None:
-    from kubernetes.client.exceptions import ApiException
-
     try:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
         _core(kube).create_namespace(body, _preload_content=False).release_conn()
@@ -139,9 +157,9 @@ def test_injects_into_both_kinds(api: Any, kube: Any, cert_dir: CertPaths) -> No
     ]
 
 
-def test_injects_a_rolled_bundle_with_both_cas(api: Any, kube: Any, cert_dir: CertPaths, t0: Any) -> None:
-    from datetime import timedelta
-
+def test_injects_a_rolled_bundle_with_both_cas(
+    api: Any, kube: Any, cert_dir: CertPaths, t0: datetime
+) -> None:
     _create_configuration(
         kube, "ValidatingWebhookConfiguration", "rolled", [_webhook("a.x.io", url="https://x/")]
     )
@@ -170,16 +188,12 @@ def test_missing_configuration_is_an_error_and_writes_nothing(
         'named "absent" found\n'
     )
     assert snapshot(cert_dir.directory) == before
-    from kubernetes.client.exceptions import ApiException
-
     with pytest.raises(ApiException) as info:
         _secret(kube, "kcp-tmc", "not-created")
     assert info.value.status == 404
 
 
-def test_secret_is_created_then_updated(api: Any, kube: Any, tmp_path: Path, t0: Any) -> None:
-    from datetime import timedelta
-
+def test_secret_is_created_then_updated(api: Any, kube: Any, tmp_path: Path, t0: datetime) -> None:
     _ensure_namespace(kube, "kcp-tmc")
     paths = generate_dir(tmp_path, service="tmc-webhook", namespace="kcp-tmc", now=t0)
     result = inject(api.kubeconfig_path, tmp_path, secret="kcp-tmc/webhook-tls")
@@ -192,13 +206,14 @@ def test_secret_is_created_then_updated(api: Any, kube: Any, tmp_path: Path, t0:
         "ca.crt": _b64(paths.ca_crt),
     }
 
-    assert inject(api.kubeconfig_path, tmp_path, secret="kcp-tmc/webhook-tls").messages == [
-        "Secret kcp-tmc/webhook-tls: already up to date"
-    ]
+    unchanged = inject(api.kubeconfig_path, tmp_path, secret="kcp-tmc/webhook-tls")
+    assert unchanged.messages == ["Secret kcp-tmc/webhook-tls: already up to date"]
+    assert unchanged.patched == []
 
     rotate_dir(tmp_path, force=True, now=t0 + timedelta(days=1))
     result = inject(api.kubeconfig_path, tmp_path, secret="kcp-tmc/webhook-tls")
     assert result.messages == ["Secret kcp-tmc/webhook-tls: updated tls.crt, tls.key"]
+    assert result.patched == ["Secret/kcp-tmc/webhook-tls"]
     assert _secret(kube, "kcp-tmc", "webhook-tls")["data"]["tls.crt"] == _b64(paths.tls_crt)
 
 
@@ -239,3 +254,34 @@ def test_mismatched_pair_is_not_uploaded(api: Any, kube: Any, cert_dir: CertPath
     assert (
         str(info.value) == f"{cert_dir.tls_key} does not match {cert_dir.tls_crt}: their public keys differ"
     )
+
+
+def test_api_error_is_reported_with_the_status_message(
+    api: Any, cert_dir: CertPaths, capsys: pytest.CaptureFixture[str], snapshot: Snapshot
+) -> None:
+    before = snapshot(cert_dir.directory)
+    argv = ["inject", "--kubeconfig", str(api.kubeconfig_path), "--secret", "no-such-namespace/tls"]
+    assert main([*argv, str(cert_dir.directory)]) == 2
+    assert capsys.readouterr().err == (
+        "tmc-certs: error: cannot create Secret no-such-namespace/tls: 404 Not Found: "
+        'namespaces "no-such-namespace" not found\n'
+    )
+    assert snapshot(cert_dir.directory) == before
+
+
+def test_default_kubeconfig_comes_from_the_environment(
+    api: Any, kube: Any, cert_dir: CertPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _create_configuration(kube, "ValidatingWebhookConfiguration", "from-env", [_webhook("a.x.io")])
+    monkeypatch.setenv("KUBECONFIG", str(api.kubeconfig_path))
+    result = inject(None, cert_dir.directory, webhook_configurations=["from-env"])
+    assert result.patched == ["ValidatingWebhookConfiguration/from-env"]
+
+
+def test_only_the_webhooks_that_differ_are_counted(api: Any, kube: Any, cert_dir: CertPaths) -> None:
+    current = _b64(cert_dir.ca_crt)
+    webhooks = [_webhook("a.x.io"), _webhook("b.x.io", url="https://x.example/", caBundle=current)]
+    _create_configuration(kube, "ValidatingWebhookConfiguration", "partial", webhooks)
+    result = inject(api.kubeconfig_path, cert_dir.directory, webhook_configurations=["partial"])
+    assert result.messages == ["ValidatingWebhookConfiguration partial: caBundle set on 1 webhook(s)"]
+    assert _bundles(kube, "ValidatingWebhookConfiguration", "partial") == [current, current]

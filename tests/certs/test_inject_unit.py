@@ -4,23 +4,30 @@ from __future__ import annotations
 
 import base64
 import copy
+from datetime import datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import jsonpatch
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from kcp_tmc.certs import CertsError
+from kcp_tmc.certs import CertsError, generate_dir, issue_serving, new_ca
 from kcp_tmc.certs.inject import (
     _api_error,
     ca_bundle_patch,
     encode_bundle,
+    inject,
     parse_secret_ref,
+    read_directory,
     secret_data,
     secret_data_patch,
     tls_secret,
 )
 
+DAY = timedelta(days=1)
 BUNDLE = encode_bundle(b"-----BEGIN CERTIFICATE-----\nnew\n-----END CERTIFICATE-----\n")
 
 
@@ -137,3 +144,112 @@ def test_api_error_text() -> None:
     assert _api_error(SimpleNamespace(status=500, reason="Internal Server Error", body=None)) == (
         "500 Internal Server Error"
     )
+
+
+def test_read_directory_refuses_expired_material(tmp_path: Path, t0: datetime) -> None:
+    generate_dir(tmp_path, service="s", namespace="n", ca_days=30, serving_days=10, now=t0)
+    assert (
+        read_directory(tmp_path, need_pair=True, now=t0 + 5 * DAY).bundle_pem
+        == (tmp_path / "ca.crt").read_bytes()
+    )
+    with pytest.raises(CertsError) as info:
+        read_directory(tmp_path, need_pair=True, now=t0 + 11 * DAY)
+    assert (
+        str(info.value)
+        == f"{tmp_path / 'tls.crt'} expired at 2030-01-11T12:00:00Z; run 'tmc-certs rotate' first"
+    )
+    assert read_directory(tmp_path, need_pair=False, now=t0 + 11 * DAY).cert_pem == b""
+    with pytest.raises(CertsError) as info:
+        read_directory(tmp_path, need_pair=False, now=t0 + 31 * DAY)
+    assert str(info.value) == (
+        f"the CA in {tmp_path / 'ca.crt'} expired at 2030-01-31T12:00:00Z; "
+        "injecting it would break the webhook: run 'tmc-certs generate --force' and inject the new caBundle"
+    )
+
+
+def test_read_directory_refuses_a_foreign_serving_certificate(tmp_path: Path, t0: datetime) -> None:
+    paths = generate_dir(tmp_path, service="s", namespace="n", now=t0)
+    other = issue_serving(new_ca(now=t0), service="s", namespace="n", now=t0)
+    paths.tls_crt.write_bytes(other.cert_pem)
+    paths.tls_key.write_bytes(other.key_pem)
+    with pytest.raises(CertsError) as info:
+        read_directory(tmp_path, need_pair=True, now=t0)
+    assert str(info.value) == f"{paths.tls_crt} is not signed by any CA in {paths.ca_crt}"
+
+
+def test_inject_refuses_before_contacting_the_cluster(tmp_path: Path, t0: datetime) -> None:
+    generate_dir(tmp_path, service="s", namespace="n", ca_days=30, now=t0)
+    with pytest.raises(CertsError) as info:
+        inject(tmp_path / "no-kubeconfig", tmp_path, webhook_configurations=["w"], now=t0 + 31 * DAY)
+    assert str(info.value).startswith(f"the CA in {tmp_path / 'ca.crt'} expired at ")
+
+
+@pytest.fixture
+def no_kubeconfig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No $KUBECONFIG, an empty home, not in a cluster."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def test_no_kubeconfig_anywhere(no_kubeconfig: Path, tmp_path: Path, t0: datetime) -> None:
+    generate_dir(tmp_path / "c", service="s", namespace="n")
+    with pytest.raises(CertsError) as info:
+        inject(None, tmp_path / "c", webhook_configurations=["w"])
+    assert str(info.value) == "no kubeconfig: give --kubeconfig, set KUBECONFIG, or run inside a cluster"
+
+
+def test_kubeconfig_from_home(no_kubeconfig: Path, tmp_path: Path) -> None:
+    generate_dir(tmp_path / "c", service="s", namespace="n")
+    (no_kubeconfig / ".kube").mkdir()
+    (no_kubeconfig / ".kube" / "config").write_text("apiVersion: v1\nkind: Config\n")
+    with pytest.raises(CertsError) as info:
+        inject(None, tmp_path / "c", webhook_configurations=["w"])
+    path = no_kubeconfig / ".kube" / "config"
+    assert str(info.value) == (
+        f"cannot load kubeconfig {path}: Invalid kube-config file. Expected key current-context in {path}"
+    )
+
+
+def test_in_cluster_without_a_service_account(
+    no_kubeconfig: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generate_dir(tmp_path / "c", service="s", namespace="n")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    with pytest.raises(CertsError) as info:
+        inject(None, tmp_path / "c", webhook_configurations=["w"])
+    assert str(info.value) == "cannot load the in-cluster configuration: Service token file does not exist."
+
+
+_webhooks = st.lists(
+    st.fixed_dictionaries(
+        {"name": st.text(min_size=1, max_size=8)},
+        optional={
+            "clientConfig": st.fixed_dictionaries(
+                {"url": st.just("https://x.example/")},
+                optional={"caBundle": st.sampled_from(["b2xk", BUNDLE])},
+            ),
+            "failurePolicy": st.sampled_from(["Fail", "Ignore"]),
+        },
+    ),
+    max_size=6,
+)
+
+
+@given(webhooks=_webhooks)
+def test_ca_bundle_patch_property(webhooks: list[dict[str, Any]]) -> None:
+    """Applying the patch sets every caBundle and changes nothing else."""
+    config = {"metadata": {"name": "c"}, "webhooks": webhooks}
+    patched = jsonpatch.apply_patch(config, ca_bundle_patch(config, BUNDLE))
+    assert [w["clientConfig"]["caBundle"] for w in patched["webhooks"]] == [BUNDLE] * len(webhooks)
+    for before, result in zip(webhooks, patched["webhooks"], strict=True):
+        after = copy.deepcopy(result)
+        after["clientConfig"].pop("caBundle")
+        expected = copy.deepcopy(before)
+        expected.setdefault("clientConfig", {}).pop("caBundle", None)
+        assert after == expected
+    assert ca_bundle_patch(patched, BUNDLE) == []

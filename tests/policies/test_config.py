@@ -81,11 +81,13 @@ def test_null_sections_are_empty() -> None:
         ),
         (
             "a:\n\t- b\n",
-            "cfg.yaml:2: not valid YAML: while scanning for the next token, found character '\\t' that cannot start any token",
+            "cfg.yaml:2: not valid YAML: while scanning for the next token, "
+            "found character '\\t' that cannot start any token",
         ),
         (
             "a: 1\n---\nb: 2\n",
-            "cfg.yaml:2: not valid YAML: expected a single document in the stream, but found another document",
+            "cfg.yaml:2: not valid YAML: expected a single document in the stream, "
+            "but found another document",
         ),
         (
             "defaultCluster: x\ndefualtCluster: y\n",
@@ -97,6 +99,7 @@ def test_null_sections_are_empty() -> None:
         ("defaultCluster: 3\n", "cfg.yaml:1: defaultCluster must be a non-empty string (got 3)"),
         ("defaultCluster: ''\n", "cfg.yaml:1: defaultCluster must be a non-empty string (got '')"),
         ("defaultCluster: [a]\n", "cfg.yaml:1: defaultCluster must be a non-empty string (got a list)"),
+        ("defaultCluster: {a: 1}\n", "cfg.yaml:1: defaultCluster must be a non-empty string (got a mapping)"),
         (
             "policies:\n  a:\n    mode: block\n",
             "cfg.yaml:3: policies.a.mode must be one of enforce, warn, audit (got 'block')",
@@ -115,8 +118,8 @@ def test_null_sections_are_empty() -> None:
         ),
         (
             "policies:\n  a:\n    mod: warn\n",
-            "cfg.yaml:3: policies.a: unknown key 'mod' (expected one of enabled, exemptions, failureMode, mode, "
-            "settings)",
+            "cfg.yaml:3: policies.a: unknown key 'mod' "
+            "(expected one of enabled, exemptions, failureMode, mode, settings)",
         ),
         ("policies:\n  a: warn\n", "cfg.yaml:2: policies.a must be a mapping (got 'warn')"),
         ("policies: [a]\n", "cfg.yaml:1: policies must be a mapping (got a list)"),

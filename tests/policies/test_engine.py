@@ -29,7 +29,7 @@ from kcp_tmc.policies import (
     validating,
 )
 from kcp_tmc.policies.admission import AdmissionRequest, Operation
-from kcp_tmc.policies.config import EngineConfig, PolicyConfig, parse_config
+from kcp_tmc.policies.config import EngineConfig, parse_config
 from kcp_tmc.policies.engine import Engine, Outcome, PolicyResult, UnknownPolicyError
 from kcp_tmc.policies.exemptions import Exemptions
 from kcp_tmc.policies.patches import add, remove, set_map_entry
@@ -81,6 +81,11 @@ def allow(req: PolicyRequest) -> Verdict | None:
 
 def boom(req: PolicyRequest) -> Verdict | None:
     raise ValueError("boom")
+
+
+def note(into: list[Any], value: Any) -> None:
+    """Record what a policy saw; the policy then allows."""
+    into.append(value)
 
 
 def decisions(outcome: Outcome) -> list[tuple[str, str]]:
@@ -143,6 +148,8 @@ def test_bad_phase_is_refused(policies: Policies) -> None:
 def test_bad_isolation_is_refused(policies: Policies) -> None:
     with pytest.raises(ValueError, match=r"^isolation must be thread or inline \(got 'process'\)$"):
         policies.engine(isolation="process")
+    with pytest.raises(ValueError, match=r"^max_threads must be at least 1 \(got 0\)$"):
+        policies.engine(max_threads=0)
 
 
 def test_engine_snapshot_order_and_effective_modes(policies: Policies) -> None:
@@ -347,7 +354,7 @@ def test_a_patch_that_does_not_apply_is_a_failure_and_is_rolled_back(policies: P
         failure_mode=FailureMode.IGNORE,
     )
     policies.mutating("c-bad-pointer", lambda req: Verdict.mutate(add("/spec/x/y", 1)))
-    policies.validating("d-look", lambda req: seen.append(json.loads(json.dumps(req.object))) or None)
+    policies.validating("d-look", lambda req: note(seen, json.loads(json.dumps(req.object))))
     original = st()
     outcome = policies.engine().evaluate(make_request(original), want_patched=True)
     assert outcome.warnings == (
@@ -366,7 +373,7 @@ def test_a_patch_that_does_not_apply_is_a_failure_and_is_rolled_back(policies: P
 
 
 def test_malformed_operations_are_reported(policies: Policies) -> None:
-    policies.mutating("m", lambda req: Verdict(patch=[{"path": "/a"}]))  # type: ignore[list-item]
+    policies.mutating("m", lambda req: Verdict(patch=[{"path": "/a"}]))
     policies.mutating("n", lambda req: Verdict(patch=["add"]))  # type: ignore[list-item]
     outcome = policies.engine().evaluate(make_request(st()))
     assert outcome.denials == (
@@ -404,7 +411,9 @@ def test_mutations_run_in_name_order_each_on_the_previous_result(policies: Polic
     policies.mutating("30-third", labeller("first", "3"))  # overrides 10-first
     policies.validating(
         "check",
-        lambda req: None if req.object["metadata"]["labels"] == {"first": "3", "second": "2"} else boom(req),
+        lambda req: (
+            None if (req.object or {})["metadata"]["labels"] == {"first": "3", "second": "2"} else boom(req)
+        ),
     )
     original = st()
     request = make_request(original)
@@ -438,8 +447,8 @@ def test_a_later_patch_does_not_change_an_earlier_operation(policies: Policies) 
 
 def test_no_copy_without_a_patch_and_validate_phase_sees_the_request_object(policies: Policies) -> None:
     received: list[object] = []
-    policies.mutating("m", lambda req: received.append(req.object) or None)
-    policies.validating("v", lambda req: received.append(req.object) or None)
+    policies.mutating("m", lambda req: note(received, req.object))
+    policies.validating("v", lambda req: note(received, req.object))
     obj = st()
     outcome = policies.engine().evaluate(make_request(obj), want_patched=True)
     assert received == [obj, obj]
@@ -454,7 +463,9 @@ def test_validate_phase_does_not_run_mutations(policies: Policies) -> None:
     policies.validating(
         "v",
         lambda req: (
-            Verdict.deny("metadata.labels", "missing") if "labels" not in req.object["metadata"] else None
+            Verdict.deny("metadata.labels", "missing")
+            if "labels" not in (req.object or {})["metadata"]
+            else None
         ),
     )
     engine = policies.engine()
@@ -482,9 +493,7 @@ def test_a_denied_mutation_carries_no_patch_in_the_response(policies: Policies) 
 
 def test_policy_request_fields(policies: Policies) -> None:
     got: list[PolicyRequest] = []
-    policies.validating(
-        "p", lambda req: got.append(req) or None, operations=["UPDATE"], subresources=["status"]
-    )
+    policies.validating("p", lambda req: note(got, req), operations=["UPDATE"], subresources=["status"])
     lookup = StaticLookup([st("other")])
     engine = policies.engine("policies:\n  p:\n    settings: {heartbeatSkew: 60s}\n")
     old = st(annotations={"kcp.io/cluster": "root:org:ws"})
@@ -518,7 +527,7 @@ def test_logical_cluster(
     policies: Policies, obj: Any, old: Any, operation: Operation, default: str, cluster: str
 ) -> None:
     got: list[str] = []
-    policies.validating("p", lambda req: got.append(req.cluster) or None, operations=[operation])
+    policies.validating("p", lambda req: note(got, req.cluster), operations=[operation])
     engine = policies.engine(EngineConfig(default_cluster=default))
     engine.evaluate(make_request(obj, old=old, operation=operation))
     assert got == [cluster]
@@ -526,7 +535,7 @@ def test_logical_cluster(
 
 def test_default_lookup_is_empty(policies: Policies) -> None:
     got: list[object] = []
-    policies.validating("p", lambda req: got.append(req.lookup.get(SYNC_TARGET, "east")) or None)
+    policies.validating("p", lambda req: note(got, req.lookup.get(SYNC_TARGET, "east")))
     policies.engine().evaluate(make_request(st()))
     assert got == [None]
 
@@ -640,6 +649,21 @@ def test_a_policy_still_running_at_the_deadline_fails_and_evaluate_returns_in_ti
         assert engine._pool().threads == 1
 
 
+def test_a_late_policy_that_then_raises_is_still_reported_as_timed_out(
+    policies: Policies, gate: Gate
+) -> None:
+    def late_raise(req: PolicyRequest) -> Verdict | None:
+        gate(req)
+        raise ValueError("too late to matter")
+
+    policies.validating("slow", late_raise)
+    with policies.engine() as engine:
+        outcome = engine.evaluate(make_request(st()), deadline=time.monotonic() + 0.05)
+        gate.release.set()
+        assert gate.finished.wait(5)
+    assert TIMEOUT_LINE.match(outcome.denials[0]), outcome.denials
+
+
 def test_timeout_with_failure_mode_ignore_allows(policies: Policies, gate: Gate) -> None:
     policies.validating("slow", gate.__call__, failure_mode=FailureMode.IGNORE)
     with policies.engine() as engine:
@@ -653,8 +677,8 @@ def test_timeout_with_failure_mode_ignore_allows(policies: Policies, gate: Gate)
 
 def test_a_spent_deadline_runs_nothing(policies: Policies) -> None:
     ran: list[str] = []
-    policies.validating("a", lambda req: ran.append("a") or None)
-    policies.validating("b", lambda req: ran.append("b") or None, failure_mode=FailureMode.IGNORE)
+    policies.validating("a", lambda req: note(ran, "a"))
+    policies.validating("b", lambda req: note(ran, "b"), failure_mode=FailureMode.IGNORE)
     policies.validating("c", allow)
     with policies.engine("disabled: [c]\n") as engine:
         outcome = engine.evaluate(make_request(st()), deadline=time.monotonic() - 1)
@@ -688,7 +712,9 @@ def test_when_every_thread_is_held_by_a_late_policy_requests_fail_fast(
             outcome = engine.evaluate(make_request(st()), deadline=time.monotonic() + 5)
         assert time.monotonic() - start < 1
         assert outcome.denials == ("[slow] policy failed: TimeoutError: not run: the deadline had passed",)
-        assert "no thread free to evaluate a request: 1 still busy" in caplog.messages
+        assert (
+            "no thread free to evaluate a request: all 1 are held by policies running late" in caplog.messages
+        )
 
 
 def test_the_engine_is_usable_after_close(policies: Policies) -> None:
@@ -778,3 +804,236 @@ def test_to_response_field_presence() -> None:
         "warnings": ["w"],
         "auditAnnotations": {"k": "v"},
     }
+
+
+# --- property: any mix of verdicts and modes gives a well-formed answer --------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
+
+BEHAVIOURS = ("allow", "deny", "deny2", "warn", "raise", "patch", "badpatch", "none")
+
+
+@hs.composite
+def policy_specs(draw: hs.DrawFn) -> list[tuple[str, bool, str, Mode, FailureMode]]:
+    count = draw(hs.integers(min_value=0, max_value=6))
+    specs = []
+    for i in range(count):
+        is_mutating = draw(hs.booleans())
+        behaviour = draw(
+            hs.sampled_from(BEHAVIOURS if is_mutating else [b for b in BEHAVIOURS if "patch" not in b])
+        )
+        specs.append(
+            (f"p{i}", is_mutating, behaviour, draw(hs.sampled_from(Mode)), draw(hs.sampled_from(FailureMode)))
+        )
+    return specs
+
+
+def _behaviour(name: str, behaviour: str) -> Func:
+    def func(req: PolicyRequest) -> Verdict | None:
+        if behaviour == "deny":
+            return Verdict.deny(f"spec.{name}", "is wrong")
+        if behaviour == "deny2":
+            return Verdict(errors=[FieldError("a", name), FieldError("", "whole")], warnings=[f"w-{name}"])
+        if behaviour == "warn":
+            return Verdict.allow(f"careful-{name}")
+        if behaviour == "raise":
+            raise RuntimeError(name)
+        if behaviour == "patch":
+            assert req.object is not None
+            return Verdict(patch=set_map_entry(req.object, ("metadata", "labels"), name, "x"))
+        if behaviour == "badpatch":
+            return Verdict.mutate(add(f"/metadata/labels/{name}", "y"), remove("/nope"))
+        return Verdict() if behaviour == "allow" else None
+
+    return func
+
+
+@settings(max_examples=150, deadline=None)
+@given(specs=policy_specs(), mutating_answer=hs.booleans(), uid=hs.text(min_size=1, max_size=8))
+def test_any_mix_of_verdicts_gives_a_well_formed_response(
+    specs: list[tuple[str, bool, str, Mode, FailureMode]], mutating_answer: bool, uid: str
+) -> None:
+    registry = Registry()
+    for name, is_mutating, behaviour, mode, failure_mode in specs:
+        decorator = mutating if is_mutating else validating
+        decorator(name, kinds=[SYNC_TARGET], mode=mode, failure_mode=failure_mode, registry=registry)(
+            _behaviour(name, behaviour)
+        )
+    original = st()
+    outcome = Engine(registry).evaluate(make_request(original, uid=uid), want_patched=True)
+    response = outcome.to_response(uid, mutating=mutating_answer)
+
+    # A model of the rules, written independently of the engine.
+    expected_denials: list[str] = []
+    expected_warnings: list[str] = []
+    failed = False
+    for name, _, behaviour, mode, failure_mode in sorted(specs, key=lambda s: (not s[1], s[0])):
+        if behaviour in ("raise", "badpatch"):
+            if failure_mode is FailureMode.FAIL:
+                failed = True
+                expected_denials.append(f"[{name}] policy failed: ")
+            else:
+                expected_warnings.append(f"[{name}] policy failed and was ignored: ")
+            continue
+        lines = {
+            "deny": [f"[{name}] spec.{name}: is wrong"],
+            "deny2": [f"[{name}] a: {name}", f"[{name}] whole"],
+        }
+        if behaviour == "deny2":
+            expected_warnings.append(f"[{name}] w-{name}")
+        if behaviour == "warn":
+            expected_warnings.append(f"[{name}] careful-{name}")
+        for line in lines.get(behaviour, []):
+            if mode is Mode.ENFORCE:
+                expected_denials.append(line)
+            elif mode is Mode.WARN:
+                expected_warnings.append(line)
+
+    assert response["uid"] == uid
+    assert response["allowed"] is outcome.allowed is (not expected_denials)
+    assert len(outcome.denials) == len(expected_denials)
+    for got, want in zip(outcome.denials, expected_denials, strict=True):
+        assert got.startswith(want)
+    assert len(outcome.warnings) == len(expected_warnings)
+    for got, want in zip(outcome.warnings, expected_warnings, strict=True):
+        assert got.startswith(want)
+    if outcome.allowed:
+        assert outcome.code == 200
+        assert "status" not in response
+    else:
+        assert outcome.code == (500 if failed else 403)
+        assert response["status"] == {
+            "code": outcome.code,
+            "reason": "InternalError" if failed else "Forbidden",
+            "message": "\n".join(outcome.denials),
+        }
+        for line in outcome.denials:
+            assert line in response["status"]["message"]
+    has_patch = mutating_answer and outcome.allowed and bool(outcome.patch)
+    assert ("patch" in response) is has_patch
+    assert ("patchType" in response) is has_patch
+    if has_patch:
+        assert json.loads(base64.b64decode(response["patch"])) == outcome.patch
+    # the combined patch applies to the original object and gives the patched one
+    assert original == st()
+    assert jsonpatch.apply_patch(original, list(outcome.patch)) == outcome.patched
+    patched_names = {s[0] for s in specs if s[2] == "patch"}
+    assert set((outcome.patched or {}).get("metadata", {}).get("labels", {})) == patched_names
+    assert ("warnings" in response) is bool(expected_warnings)
+    audited = [s[0] for s in specs if s[2] in ("deny", "deny2") and s[3] is Mode.AUDIT]
+    assert sorted(outcome.audit_annotations) == sorted(audited)
+
+
+# --- copy-on-write -------------------------------------------------------------------------------
+
+
+def test_patches_copy_only_what_they_change(policies: Policies) -> None:
+    policies.mutating("a", lambda req: Verdict.mutate(add("/metadata/labels/x", "1")))
+    policies.mutating("b", lambda req: Verdict.mutate(add("/metadata/labels/y", "2")))
+    original = st(labels={"keep": "me"})
+    original["spec"] = {"cells": {"region": "eu"}, "list": [{"a": 1}, {"b": 2}]}
+    snapshot = json.loads(json.dumps(original))
+    outcome = policies.engine().evaluate(make_request(original), want_patched=True)
+    patched = outcome.patched
+    assert patched is not None
+    assert original == snapshot
+    assert patched["metadata"]["labels"] == {"keep": "me", "x": "1", "y": "2"}
+    assert patched["spec"] is original["spec"]  # shared, not copied
+    assert patched["metadata"] is not original["metadata"]
+
+
+def test_copy_on_write_with_lists_moves_copies_and_removes(policies: Policies) -> None:
+    def edit(req: PolicyRequest) -> Verdict:
+        return Verdict(
+            patch=[
+                {"op": "move", "from": "/spec/old", "path": "/spec/new"},
+                add("/spec/new/added", True),
+                {"op": "copy", "from": "/spec/list/0", "path": "/spec/list/-"},
+                add("/spec/list/2/z", 3),
+                remove("/spec/list/0/a"),
+                {"op": "test", "path": "/spec/list/1", "value": {"b": 2}},
+                {"op": "replace", "path": "/spec/list/1/b", "value": 5},
+            ]
+        )
+
+    policies.mutating("edit", edit)
+    policies.mutating("later", lambda req: Verdict.mutate(add("/spec/new/again", 1)))
+    original = st()
+    original["spec"] = {"old": {"k": "v"}, "list": [{"a": 1}, {"b": 2}]}
+    snapshot = json.loads(json.dumps(original))
+    outcome = policies.engine().evaluate(make_request(original), want_patched=True)
+    assert outcome.allowed, outcome.message
+    assert original == snapshot
+    assert outcome.patched == {
+        **snapshot,
+        "spec": {"new": {"k": "v", "added": True, "again": 1}, "list": [{}, {"b": 5}, {"a": 1, "z": 3}]},
+    }
+    assert jsonpatch.apply_patch(snapshot, list(outcome.patch)) == outcome.patched
+
+
+def test_a_failed_patch_leaves_the_shared_parts_alone(policies: Policies) -> None:
+    policies.mutating("a", lambda req: Verdict.mutate(add("/spec/cells/x", "1"), remove("/spec/nope")))
+    policies.mutating(
+        "b", lambda req: Verdict.mutate(add("/spec/cells/y", "2")), failure_mode=FailureMode.IGNORE
+    )
+    original = st()
+    original["spec"] = {"cells": {"region": "eu"}}
+    outcome = policies.engine("policies:\n  a: {failureMode: ignore}\n").evaluate(
+        make_request(original), want_patched=True
+    )
+    assert original["spec"] == {"cells": {"region": "eu"}}
+    assert outcome.patched is not None
+    assert outcome.patched["spec"] == {"cells": {"region": "eu", "y": "2"}}
+    assert outcome.patch == [add("/spec/cells/y", "2")]
+
+
+def test_replacing_the_whole_document(policies: Policies) -> None:
+    replacement = st("other")
+    policies.mutating("root", lambda req: Verdict.mutate({"op": "replace", "path": "", "value": replacement}))
+    policies.mutating("then", lambda req: Verdict.mutate(add("/metadata/labels", {"a": "b"})))
+    original = st()
+    outcome = policies.engine().evaluate(make_request(original), want_patched=True)
+    assert outcome.patched == st("other", labels={"a": "b"})
+    assert replacement == st("other")
+    assert original == st()
+
+
+def test_a_patch_into_a_missing_list_index(policies: Policies) -> None:
+    policies.mutating("m", lambda req: Verdict.mutate(add("/spec/list/9/x", 1)))
+    original = st()
+    original["spec"] = {"list": [{"a": 1}]}
+    outcome = policies.engine().evaluate(make_request(original))
+    assert outcome.denials == (
+        "[m] policy failed: PolicyError: its patch does not apply: operation 0 (add /spec/list/9/x): "
+        "index '9' is out of bounds",
+    )
+    assert original["spec"] == {"list": [{"a": 1}]}
+
+
+@pytest.mark.parametrize(
+    ("op", "reason"),
+    [
+        (
+            {"op": "replace", "path": "/metadata/labels/nope", "value": "x"},
+            "can't replace a non-existent object 'nope'",
+        ),
+        ({"op": "remove", "path": "/metadata/labels/nope"}, "can't remove a non-existent object 'nope'"),
+        ({"op": "add", "path": "/metadata/labels/x"}, "The operation does not contain a 'value' member"),
+        ({"op": "frobnicate", "path": "/metadata/labels/x"}, "Unknown operation 'frobnicate'"),
+        ({"op": "add", "path": "metadata", "value": 1}, "Location must start with /"),
+        (
+            {"op": "test", "path": "/metadata/name", "value": "west"},
+            "'east' (<class 'str'>) is not equal to tested value 'west' (<class 'str'>)",
+        ),
+    ],
+)
+def test_member_operations_that_do_not_apply(policies: Policies, op: dict[str, Any], reason: str) -> None:
+    policies.mutating("m", lambda req: Verdict(patch=[op]))  # type: ignore[list-item]
+    original = st(labels={"a": "b"})
+    outcome = policies.engine().evaluate(make_request(original))
+    label = f"{op['op']} {op['path']}"
+    assert outcome.denials == (
+        f"[m] policy failed: PolicyError: its patch does not apply: operation 0 ({label}): {reason}",
+    )
+    assert original == st(labels={"a": "b"})

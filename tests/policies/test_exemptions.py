@@ -101,5 +101,5 @@ def test_lists_become_tuples_and_compare_equal() -> None:
 
 def test_a_lone_string_is_refused() -> None:
     with pytest.raises(TypeError) as info:
-        Exemptions(users="bob")  # type: ignore[arg-type]
+        Exemptions(users="bob")
     assert str(info.value) == "Exemptions.users must be a list of globs, not a string"

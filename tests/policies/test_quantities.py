@@ -235,6 +235,9 @@ def test_guards_against_huge_input() -> None:
     with pytest.raises(QuantityError) as info:
         parse_quantity("1" * 1001)
     assert str(info.value) == "quantity has too many digits: at most 1000 are accepted"
+    with pytest.raises(QuantityError) as info:
+        parse_quantity(10**5000)
+    assert str(info.value) == "quantity has too many digits: at most 1000 are accepted"
 
 
 def test_quantity_error_is_a_value_error() -> None:

@@ -253,5 +253,5 @@ def test_parse_review_accepts_a_minimal_request() -> None:
 
 
 def test_parse_review_unusual_type_name() -> None:
-    with pytest.raises(ReviewError, match="^an AdmissionReview must be a JSON object, got tuple$"):
+    with pytest.raises(ReviewError, match=r"^an AdmissionReview must be a JSON object, got tuple$"):
         parse_review(())

@@ -30,6 +30,7 @@ from kcp_tmc.policies.timefmt import (
         ("2023-02-22T12:08:27-05:30", datetime(2023, 2, 22, 17, 38, 27, tzinfo=UTC)),
         ("2023-02-22T17:38:27+00:00", datetime(2023, 2, 22, 17, 38, 27, tzinfo=UTC)),
         ("2024-02-29T00:00:00Z", datetime(2024, 2, 29, tzinfo=UTC)),
+        ("2023-02-22T17:38:27,25Z", datetime(2023, 2, 22, 17, 38, 27, 250000, tzinfo=UTC)),
     ],
 )
 def test_parse_rfc3339(text: str, expected: datetime) -> None:

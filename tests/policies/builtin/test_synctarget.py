@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import jsonpatch
 import pytest
-from conftest import build_request, messages
 
-from kcp_tmc.policies import REGISTRY, SYNC_TARGET, PolicyRequest, PolicyType, Verdict
+from kcp_tmc.policies import REGISTRY, SYNC_TARGET, PolicyType, Verdict
 from kcp_tmc.policies.builtin import synctarget
 from kcp_tmc.policies.builtin.synctarget import (
     heartbeat_skew,
@@ -18,6 +18,7 @@ from kcp_tmc.policies.builtin.synctarget import (
     sync_target_deletion_protection,
     sync_target_validation,
 )
+from tests.policies.builtin.helpers import build_request, messages
 
 KEY = "6ohB8yeXhwqTQVuBzJRgqcRJTpRjX7yTZu5g5g"  # kcp's vector for root:org:ws / us-west1
 KEY_LABEL = "internal.workload.kcp.io/key"
@@ -125,6 +126,10 @@ def test_valid_sync_target_is_allowed() -> None:
     assert sync_target_validation(build_request(SYNC_TARGET, sync_target())) is None
 
 
+def test_nothing_to_check_without_an_object() -> None:
+    assert sync_target_validation(build_request(SYNC_TARGET, None)) is None
+
+
 def test_minimal_sync_target_is_allowed() -> None:
     assert validate({"metadata": {"name": "us-west1"}}) == []
 
@@ -157,6 +162,7 @@ def test_name_must_be_a_dns_subdomain() -> None:
 
 
 def test_name_is_required() -> None:
+    assert validate({}) == ["metadata.name: Required value: name the SyncTarget"]
     assert validate({"metadata": {}}) == ["metadata.name: Required value: name the SyncTarget"]
     assert validate({"metadata": {"name": ""}}) == ["metadata.name: Required value: name the SyncTarget"]
 
@@ -169,8 +175,7 @@ def test_wrongly_typed_metadata_and_name() -> None:
 
 
 def test_object_that_is_not_a_map() -> None:
-    req = build_request(SYNC_TARGET, None)
-    req = PolicyRequest(**{**{f: getattr(req, f) for f in req.__dataclass_fields__}, "object": ["x"]})  # type: ignore[arg-type]
+    req = replace(build_request(SYNC_TARGET, {}), object=["x"])  # type: ignore[arg-type]
     assert messages(sync_target_validation(req)) == [
         'Invalid value: ["x"]: must be a SyncTarget object, not an array'
     ]
@@ -337,8 +342,8 @@ def test_capacity_quantities() -> None:
         'status.capacity[cpu]: Invalid value: "four": quantities must match the regular expression '
         "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'; use a quantity such as 500m, 2, 1.5 or 4Gi",
         'status.capacity[memory]: Invalid value: "-1Gi": must be greater than or equal to 0',
-        "status.capacity[pods]: Invalid value: true: must be a quantity string; use a quantity such as "
-        "500m, 2, 1.5 or 4Gi, not a boolean",
+        "status.capacity[pods]: Invalid value: true: must be a quantity such as 500m, 2, 1.5 or 4Gi, "
+        "not a boolean",
         'status.capacity[a b]: Invalid value: "a b": name part must consist of alphanumeric characters, '
         "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or "
         "'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
@@ -419,17 +424,20 @@ def test_synced_resources() -> None:
         'status.syncedResources[2].group: Invalid value: "a.b": should match '
         "'^(|[a-z0-9]([-a-z0-9]*[a-z0-9](\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?)$' (an API group such as apps; "
         "empty for the core group)",
-        "status.syncedResources[2].resource: Required value: name the resource in the plural, e.g. deployments",
+        "status.syncedResources[2].resource: Required value: name the resource in the plural, "
+        "e.g. deployments",
         "status.syncedResources[2].versions: Required value: list at least one served version, e.g. [v1]",
         "status.syncedResources[2].identityHash: Invalid value: 5: must be a string, not a number",
         'status.syncedResources[2].state: Unsupported value: "Ready": supported values: "Pending", '
-        '"Incompatible", "Accepted"',
+        '"Accepted", "Incompatible"',
         "status.syncedResources[3].group: Invalid value: 1: must be a string, not a number",
         "status.syncedResources[3].resource: Invalid value: \"x\": should match '^[a-z][-a-z0-9]*[a-z0-9]$' "
         "(a lowercase plural such as deployments)",
         'status.syncedResources[3].versions: Invalid value: "v1": must be an array, not a string',
-        'status.syncedResources[4].versions[1]: Invalid value: "": must be a non-empty version name such as v1',
-        "status.syncedResources[4].versions[2]: Invalid value: 2: must be a non-empty version name such as v1",
+        'status.syncedResources[4].versions[1]: Invalid value: "": must be a non-empty version name '
+        "such as v1",
+        "status.syncedResources[4].versions[2]: Invalid value: 2: must be a non-empty version name "
+        "such as v1",
         'status.syncedResources[5]: Invalid value: "pods": must be an object, not a string',
     ]
 
@@ -448,7 +456,7 @@ def test_virtual_workspaces() -> None:
         {"syncerURL": "shard/services/syncer/root/x", "upsyncerURL": 7},
         {"syncerURL": f"{base}/services/upsyncer/root/x", "upsyncerURL": f"{base}/services/syncer/root/x"},
         {
-            "syncerURL": f"{base}/services/syncer/root",
+            "syncerURL": f"{base}/services/syncer/root//x",
             "upsyncerURL": f"{base}/services/upsyncer/root/x/u/extra",
         },
         "x",
@@ -470,7 +478,7 @@ def test_virtual_workspaces() -> None:
         'root/x": the path must end in /services/upsyncer/<logical cluster>/<SyncTarget name>[/<uid>], as '
         "the SyncTarget controller writes it",
         'status.virtualWorkspaces[4].syncerURL: Invalid value: "https://shard.example.com/services/syncer/'
-        'root": the path must end in /services/syncer/<logical cluster>/<SyncTarget name>[/<uid>], as the '
+        'root//x": the path must end in /services/syncer/<logical cluster>/<SyncTarget name>[/<uid>], as the '
         "SyncTarget controller writes it",
         'status.virtualWorkspaces[4].upsyncerURL: Invalid value: "https://shard.example.com/services/upsyncer/'
         'root/x/u/extra": the path must end in /services/upsyncer/<logical cluster>/<SyncTarget name>'
@@ -486,6 +494,15 @@ def test_virtual_workspace_behind_a_shard_path() -> None:
     ws = {
         "syncerURL": "http://10.0.0.1:6443/prefix/services/syncer/root:org/us-west1",
         "upsyncerURL": "http://10.0.0.1:6443/prefix/services/upsyncer/root:org/us-west1/uid",
+    }
+    assert validate(with_status(virtualWorkspaces=[ws])) == []
+
+
+def test_virtual_workspace_of_a_target_without_cluster_and_uid() -> None:
+    # Go's path.Join drops the empty cluster and uid segments; the name alone remains.
+    ws = {
+        "syncerURL": "https://h/services/syncer/us-west1",
+        "upsyncerURL": "https://h/services/upsyncer/us-west1",
     }
     assert validate(with_status(virtualWorkspaces=[ws])) == []
 
@@ -513,11 +530,12 @@ def test_heartbeat_skew_setting(setting: object) -> None:
 
 
 def test_heartbeat_skew_of_zero() -> None:
-    assert validate(with_status(lastSyncerHeartbeatTime="2024-01-02T15:04:06Z"), settings={"heartbeatSkew": "0"}) == [
+    obj = with_status(lastSyncerHeartbeatTime="2024-01-02T15:04:06Z")
+    assert validate(obj, settings={"heartbeatSkew": "0"}) == [
         'status.lastSyncerHeartbeatTime: Invalid value: "2024-01-02T15:04:06Z": is 1s in the future, more '
         "than the allowed clock skew of 0s; fix the syncer host's clock (NTP) or raise the heartbeatSkew "
         "setting of synctarget-validation"
-    ]  # fmt: skip
+    ]
 
 
 def test_heartbeat_must_be_rfc3339() -> None:
@@ -530,17 +548,17 @@ def test_heartbeat_must_be_rfc3339() -> None:
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("60", 'synctarget-validation setting heartbeatSkew: time: missing unit in duration "60"; use e.g. 60s or 2m'),
-        ("-1s", "synctarget-validation setting heartbeatSkew: must not be negative, got '-1s'"),
-        (-5, "synctarget-validation setting heartbeatSkew: must not be negative, got -5"),
-        (True, "synctarget-validation setting heartbeatSkew: must be a duration such as 60s or a number of seconds, not bool"),
-        ([1], "synctarget-validation setting heartbeatSkew: must be a duration such as 60s or a number of seconds, not list"),
+        ("60", 'time: missing unit in duration "60"; use e.g. 60s or 2m'),
+        ("-1s", "must not be negative, got '-1s'"),
+        (-5, "must not be negative, got -5"),
+        (True, "must be a duration such as 60s or a number of seconds, not bool"),
+        ([1], "must be a duration such as 60s or a number of seconds, not list"),
     ],
-)  # fmt: skip
+)
 def test_bad_heartbeat_skew_setting_is_a_configuration_error(setting: object, message: str) -> None:
-    with pytest.raises(ValueError, match="^") as caught:
+    with pytest.raises(ValueError) as caught:
         heartbeat_skew(setting)
-    assert str(caught.value) == message
+    assert str(caught.value) == "synctarget-validation setting heartbeatSkew: " + message
 
 
 def test_heartbeat_clock_defaults_to_now(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,315 @@
+"""``tmc-reconciler``: the poll-based reconciler process.
+
+Exit codes: 0 after SIGTERM/SIGINT (the write in progress finished, leases released), 2 for bad flags,
+1 when the kubeconfig cannot be loaded or the metrics port cannot be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from types import FrameType
+
+from kcp_tmc.policies.timefmt import format_go_duration, parse_go_duration
+from kcp_tmc.reconcilers.client import InvalidKubeconfig, KubeClient
+from kcp_tmc.reconcilers.cluster import ClusterController
+from kcp_tmc.reconcilers.engine import Controller, Engine
+from kcp_tmc.reconcilers.health import HealthServer, parse_bind
+from kcp_tmc.reconcilers.leases import LeaseConfig, LeaseCoordinator, Ownership, StaticOwnership
+from kcp_tmc.reconcilers.logs import setup_logging
+from kcp_tmc.reconcilers.metrics import Metrics
+from kcp_tmc.reconcilers.synctarget import SyncTargetController
+from kcp_tmc.reconcilers.virtualworkspaces import parse_shard
+
+__all__ = ["CONTROLLERS", "build_parser", "main"]
+
+log = logging.getLogger("kcp_tmc.reconcilers")
+
+#: ``--controllers`` names: the three SyncTarget steps and the Cluster controller.
+CONTROLLERS = ("synctarget", "heartbeat", "syncedresources", "cluster")
+_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+def _duration(flag: str, positive: bool = True) -> Callable[[str], timedelta]:
+    def parse(value: str) -> timedelta:
+        try:
+            parsed = parse_go_duration(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if positive and parsed <= timedelta(0):
+            raise argparse.ArgumentTypeError(f"{flag} must be >0 ({format_go_duration(parsed)})")
+        return parsed
+
+    return parse
+
+
+def _controllers(value: str) -> frozenset[str]:
+    names = frozenset(part.strip() for part in value.split(",") if part.strip())
+    unknown = sorted(names - set(CONTROLLERS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown controller(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(CONTROLLERS)}"
+        )
+    return names
+
+
+def _default_namespace() -> str:
+    try:
+        with open(_NAMESPACE_FILE, encoding="utf-8") as handle:
+            return handle.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``tmc-reconciler``."""
+    parser = argparse.ArgumentParser(prog="tmc-reconciler", description=__doc__.split("\n")[0])
+    parser.add_argument("--kubeconfig", help="kubeconfig of the kcp workspace (default: in-cluster config)")
+    parser.add_argument("--context", help="kubeconfig context (default: the current context)")
+    parser.add_argument(
+        "--logical-cluster",
+        default="root",
+        help="logical cluster of objects without a kcp.io/cluster annotation (default: root)",
+    )
+    parser.add_argument(
+        "--shard",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a shard's virtual-workspace base URL; repeatable",
+    )
+    parser.add_argument(
+        "--heartbeat-threshold",
+        default="1m",
+        help="a SyncTarget without a heartbeat for longer than this is not Ready (default: 1m)",
+    )
+    parser.add_argument(
+        "--poll-interval",
+        type=_duration("--poll-interval"),
+        default=timedelta(seconds=30),
+        help="default: 30s",
+    )
+    parser.add_argument(
+        "--controllers",
+        type=_controllers,
+        default=frozenset(CONTROLLERS),
+        help=f"comma-separated subset of {','.join(CONTROLLERS)} (default: all)",
+    )
+    parser.add_argument("--metrics-bind", default=":8080", help="HOST:PORT of /healthz, /readyz, /metrics")
+    parser.add_argument("--leader-elect", action="store_true", help="only the holder of the Lease writes")
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=0,
+        help="split SyncTargets into N partitions, one Lease each (implies --leader-elect)",
+    )
+    parser.add_argument("--leader-elect-namespace", default=None, help="namespace of the Leases")
+    parser.add_argument(
+        "--leader-elect-lease-duration", type=_duration("--leader-elect-lease-duration"), default="15s"
+    )
+    parser.add_argument(
+        "--leader-elect-renew-deadline", type=_duration("--leader-elect-renew-deadline"), default="10s"
+    )
+    parser.add_argument(
+        "--leader-elect-retry-period", type=_duration("--leader-elect-retry-period"), default="2s"
+    )
+    parser.add_argument("--identity", default=None, help="replica identity (default: hostname_<random>)")
+    parser.add_argument(
+        "--import-period", type=_duration("--import-period"), default="1m", help="default: 1m"
+    )
+    parser.add_argument(
+        "--syncer-heartbeat-interval",
+        type=_duration("--syncer-heartbeat-interval"),
+        default="20s",
+        help="Push mode: how often the Cluster controller writes the SyncTarget heartbeat (default: 20s)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+class _Options(argparse.Namespace):
+    kubeconfig: str | None
+    context: str | None
+    logical_cluster: str
+    shard: list[str]
+    heartbeat_threshold: str
+    poll_interval: timedelta
+    controllers: frozenset[str]
+    metrics_bind: str
+    leader_elect: bool
+    partitions: int
+    leader_elect_namespace: str | None
+    leader_elect_lease_duration: timedelta
+    leader_elect_renew_deadline: timedelta
+    leader_elect_retry_period: timedelta
+    identity: str | None
+    import_period: timedelta
+    syncer_heartbeat_interval: timedelta
+    log_level: str
+
+
+def _parse(argv: Sequence[str] | None) -> tuple[_Options, list[str], timedelta, tuple[str, int]]:
+    parser = build_parser()
+    opts = parser.parse_args(argv, namespace=_Options())
+    try:
+        threshold = parse_go_duration(opts.heartbeat_threshold)
+    except ValueError as exc:
+        parser.error(f"--heartbeat-threshold: {exc}")
+    if threshold <= timedelta(0):
+        parser.error(f"--heartbeat-threshold must be >0 ({format_go_duration(threshold)})")
+    shards: list[str] = []
+    for spec in opts.shard:
+        try:
+            shards.append(parse_shard(spec)[1])
+        except ValueError as exc:
+            parser.error(str(exc))
+    try:
+        bind = parse_bind(opts.metrics_bind)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if opts.partitions < 0:
+        parser.error(f"--partitions must be >= 1 ({opts.partitions})")
+    return opts, shards, threshold, bind
+
+
+def build_controllers(
+    opts: _Options, shards: list[str], threshold: timedelta, partitions: int
+) -> list[Controller]:
+    """The controllers ``--controllers`` asks for; the Cluster controller runs first in a cycle."""
+    controllers: list[Controller] = []
+    if "cluster" in opts.controllers:
+        controllers.append(
+            ClusterController(
+                logical_cluster=opts.logical_cluster,
+                partitions=partitions,
+                import_period=opts.import_period.total_seconds(),
+                heartbeat_interval=opts.syncer_heartbeat_interval.total_seconds(),
+            )
+        )
+    if opts.controllers & {"synctarget", "heartbeat", "syncedresources"}:
+        controllers.append(
+            SyncTargetController(
+                logical_cluster=opts.logical_cluster,
+                shard_urls=shards if "synctarget" in opts.controllers else [],
+                heartbeat_threshold=threshold if "heartbeat" in opts.controllers else None,
+                synced_resources="syncedresources" in opts.controllers,
+                partitions=partitions,
+            )
+        )
+    return controllers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the reconciler until SIGTERM or SIGINT."""
+    opts, shards, threshold, bind = _parse(argv)
+    setup_logging(opts.log_level)
+    try:
+        if opts.kubeconfig:
+            client = KubeClient.from_kubeconfig_file(opts.kubeconfig, context=opts.context)
+        else:
+            client = KubeClient.in_cluster()
+    except InvalidKubeconfig as exc:
+        log.error("cannot load kubeconfig", extra={"error": str(exc)})
+        return 1
+
+    partitions = opts.partitions or 1
+    elect = opts.leader_elect or opts.partitions > 0
+    metrics = Metrics()
+    coordinator: LeaseCoordinator | None = None
+    ownership: Ownership = StaticOwnership(partitions)
+    if elect:
+        identity = opts.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        try:
+            config = LeaseConfig(
+                namespace=opts.leader_elect_namespace or _default_namespace(),
+                identity=identity,
+                partitions=partitions,
+                lease_duration=opts.leader_elect_lease_duration.total_seconds(),
+                renew_deadline=opts.leader_elect_renew_deadline.total_seconds(),
+                retry_period=opts.leader_elect_retry_period.total_seconds(),
+            )
+        except ValueError as exc:
+            build_parser().error(str(exc))
+        coordinator = LeaseCoordinator(client, config)
+        ownership = coordinator
+
+    controllers = build_controllers(opts, shards, threshold, partitions)
+    engine = Engine(
+        client,
+        controllers,
+        poll_interval=opts.poll_interval.total_seconds(),
+        ownership=ownership,
+        metrics=metrics,
+    )
+    if coordinator is not None:
+        coordinator.on_change = lambda owned: engine.request_cycle()
+
+    def update_gauges() -> None:
+        owned = ownership.owned()
+        metrics.leader.set(1 if owned else 0)
+        metrics.partitions_held.set(len(owned))
+        metrics.live_replicas.set(coordinator.live_replicas if coordinator is not None else 1)
+
+    stale_after = max(3 * opts.poll_interval.total_seconds(), 60.0)
+
+    def healthy() -> tuple[bool, str]:
+        if engine.healthy_at and time.time() - engine.healthy_at > stale_after:
+            return False, f"no reconcile loop progress for {time.time() - engine.healthy_at:.0f}s"
+        return True, "ok"
+
+    def ready() -> tuple[bool, str]:
+        return (True, "ok") if engine.ready else (False, "no successful cycle yet")
+
+    try:
+        server = HealthServer(bind, metrics, healthy, ready, before_scrape=update_gauges)
+    except OSError as exc:
+        log.error("cannot bind the metrics address", extra={"bind": opts.metrics_bind, "error": str(exc)})
+        client.close()
+        return 1
+    server.start()
+    log.info(
+        "started",
+        extra={
+            "metrics_port": server.port,
+            "controllers": sorted(opts.controllers),
+            "leader_elect": elect,
+            "partitions": partitions,
+            "identity": coordinator.config.identity if coordinator is not None else None,
+        },
+    )
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        engine.stop()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    if coordinator is not None:
+        coordinator.start()
+    try:
+        engine.run()
+    finally:
+        if coordinator is not None:
+            coordinator.stop(release=True)
+        for controller in controllers:
+            close = getattr(controller, "close", None)
+            if close is not None:
+                close()
+        server.stop()
+        client.close()
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,812 @@
+"""``FakeAPIServer``: an in-process Kubernetes API server for tests.
+
+One asyncio event loop in one background thread serves HTTP/1.1 (TLS by
+default) on 127.0.0.1; watches are coroutines, so hundreds of them cost no
+threads.  Requests that read or write objects run in a small worker pool (the
+admission hook may block on webhook calls); the store is guarded by one lock.
+
+    with FakeAPIServer() as api:
+        config = kubernetes.config.load_kube_config(api.kubeconfig_path)
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import copy
+import json
+import os
+import secrets
+import shutil
+import ssl
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from kcp_tmc.testing import discovery, errors
+from kcp_tmc.testing.auth import ADMIN, Attributes, Authorizer, User, user_from_entry
+from kcp_tmc.testing.errors import StatusError
+from kcp_tmc.testing.instruments import Counters, Faults, WriteLog
+from kcp_tmc.testing.resources import ResourceInfo
+from kcp_tmc.testing.rest import Call, Reply, Rest
+from kcp_tmc.testing.store import Store, WatchEvent
+from kcp_tmc.testing.tls import serving_certs
+from kcp_tmc.testing.types import AdmissionHook
+from kcp_tmc.testing.wire import LAST_CHUNK, BadRequest, Request, chunk, read_request, response, response_head
+
+Object = dict[str, Any]
+
+_PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+_JSON = ("Content-Type", "application/json")
+
+
+def _load_default_admission(store: Store) -> AdmissionHook | None:
+    """The webhook dispatcher of ``kcp_tmc.testing.admission`` when it is installed."""
+    try:
+        from kcp_tmc.testing.admission import WebhookDispatcher  # noqa: PLC0415 - optional sibling module
+    except ImportError:
+        return None
+    dispatcher: AdmissionHook = WebhookDispatcher(store)
+    return dispatcher
+
+
+@dataclass(frozen=True)
+class HTTPReply:
+    """A raw HTTP answer: status, headers (lower-case names, repeats kept), body bytes."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, or ``None``."""
+        return next((v for k, v in self.headers if k == name.lower()), None)
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header (``Warning`` may repeat)."""
+        return [v for k, v in self.headers if k == name.lower()]
+
+
+class FakeAPIServer:
+    """A Kubernetes API server for tests, on a loopback port.
+
+    ``tokens`` maps bearer tokens to ``(user, groups)``; when given, every
+    request needs one of them (or the admin token of :attr:`kubeconfig_path`).
+    ``rules`` (RBAC-like dicts, see :mod:`kcp_tmc.testing.auth`) authorise
+    requests when given.  ``watch_window`` is how many events the server keeps
+    for watches that resume from a resourceVersion (older ones get 410 Gone).
+    ``admission`` replaces the webhook dispatcher (``None``: the default
+    :class:`kcp_tmc.testing.admission.WebhookDispatcher`; ``False``: none).
+    """
+
+    def __init__(
+        self,
+        tls: bool = True,
+        tokens: Mapping[str, Sequence[Any]] | None = None,
+        rules: Sequence[Mapping[str, Any]] | None = None,
+        watch_window: int = 1000,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        bookmark_interval: float = 1.0,
+        admission: AdmissionHook | Any = None,
+        workers: int = 8,
+        seed: int | None = None,
+    ) -> None:
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.bookmark_interval = bookmark_interval
+        self.admin_token = secrets.token_hex(16)
+        self.require_auth = tokens is not None
+        self.tokens: dict[str, User] = {self.admin_token: ADMIN}
+        for token, entry in (tokens or {}).items():
+            self.tokens[token] = user_from_entry(entry)
+        self.store = Store(watch_window)
+        self.counters = Counters()
+        self.write_log = WriteLog()
+        self.faults = Faults(seed)
+        self.authorizer = Authorizer(rules)
+        self.rest = Rest(self.store, self.authorizer, self.tokens, self.counters, self.write_log, self.faults)
+        self._admission_choice = admission
+        self._workers = workers
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tmpdir: str | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._namespace_task: asyncio.TimerHandle | None = None
+        self.kubeconfig_path = ""
+        self._bootstrap()
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    def _bootstrap(self) -> None:
+        for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            self.rest.create(
+                self._direct("create", self._info("v1", "namespaces")), {"metadata": {"name": name}}
+            )
+
+    def __enter__(self) -> FakeAPIServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``https://127.0.0.1:<port>`` (``http://`` without TLS)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The CA certificate that signed the serving certificate (PEM)."""
+        return serving_certs().ca_pem
+
+    @property
+    def ca_path(self) -> str:
+        """A file holding :attr:`ca_pem`."""
+        assert self._tmpdir is not None, "start the server first"
+        return os.path.join(self._tmpdir, "ca.crt")
+
+    def start(self) -> FakeAPIServer:
+        """Starts serving; returns when the port is bound."""
+        if self._thread is not None:
+            return self
+        if self._admission_choice is None:
+            hook = _load_default_admission(self.store)
+        elif self._admission_choice is False:
+            hook = None
+        else:
+            hook = self._admission_choice
+        if hook is not None:
+            admit = getattr(hook, "admit", hook)
+            self.rest.admission = admit
+        self._tmpdir = tempfile.mkdtemp(prefix="fake-apiserver-")
+        certs = serving_certs()
+        with open(self.ca_path, "wb") as handle:
+            handle.write(certs.ca_pem)
+        if self.tls:
+            cert_path = os.path.join(self._tmpdir, "tls.crt")
+            key_path = os.path.join(self._tmpdir, "tls.key")
+            with open(cert_path, "wb") as handle:
+                handle.write(certs.cert_pem)
+            with open(key_path, "wb") as handle:
+                handle.write(certs.key_pem)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert_path, key_path)
+            context.set_alpn_protocols(["http/1.1"])
+            self._ssl = context
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self._workers, thread_name_prefix="fake-apiserver"
+        )
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name="fake-apiserver", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self.stop()
+            raise failure[0]
+        self.faults.bind(self._go_down)
+        self.kubeconfig_path = self.write_kubeconfig(os.path.join(self._tmpdir, "kubeconfig"))
+        return self
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._listen())
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            loop.close()
+            return
+        ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _listen(self) -> None:
+        self._server = await asyncio.start_server(
+            self._connection, self.host, self.port, ssl=self._ssl, reuse_address=True, backlog=1024
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        """Closes every connection and watch, stops the loop and removes the temporary files."""
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and loop.is_running():
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            with contextlib.suppress(Exception):
+                future.result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not None:
+            thread.join(timeout=10)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self._thread = None
+        self._loop = None
+        self._executor = None
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    async def _shutdown(self) -> None:
+        if self._namespace_task is not None:
+            self._namespace_task.cancel()
+        await self._close_listener()
+        await self._drop_connections()
+
+    async def _close_listener(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 0.5)
+            self._server = None
+
+    async def _drop_connections(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for writer in list(self._connections):
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)
+
+    # --- faults -----------------------------------------------------------------------------------
+
+    def _go_down(self, seconds: float) -> None:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the server is not running")
+
+        async def down() -> None:
+            await self._close_listener()
+            await self._drop_connections()
+            loop.call_later(seconds, lambda: asyncio.ensure_future(self._listen()))
+
+        asyncio.run_coroutine_threadsafe(down(), loop).result(timeout=10)
+
+    # --- kubeconfig and clients -----------------------------------------------------------------
+
+    def write_kubeconfig(self, path: str, token: str | None = None, user: str = "admin") -> str:
+        """Writes a kubeconfig for this server (admin token unless ``token`` is given); returns ``path``."""
+        import base64  # noqa: PLC0415 - only needed here
+
+        cluster: Object = {"server": self.url}
+        if self.tls:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": cluster}],
+            "users": [{"name": user, "user": {"token": token or self.admin_token}}],
+            "contexts": [
+                {"name": "fake", "context": {"cluster": "fake", "user": user, "namespace": "default"}}
+            ],
+            "current-context": "fake",
+            "preferences": {},
+        }
+        with open(path, "w", encoding="utf-8") as handle:
+            yaml.safe_dump(config, handle)
+        return path
+
+    def api_client(self, token: str | None = None) -> Any:
+        """A ``kubernetes.client.ApiClient`` for this server (admin unless ``token`` is given)."""
+        from kubernetes import client  # noqa: PLC0415 - heavy import, only for callers that want it
+
+        configuration = client.Configuration()
+        configuration.host = self.url
+        configuration.api_key = {"authorization": token or self.admin_token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        if self.tls:
+            configuration.ssl_ca_cert = self.ca_path
+            configuration.verify_ssl = True
+        return client.ApiClient(configuration)
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> HTTPReply:
+        """One raw HTTP request (admin token unless ``token``; ``""`` sends none); for exact bodies."""
+        import http.client  # noqa: PLC0415 - only needed by this helper
+
+        connection: http.client.HTTPConnection
+        if self.tls:
+            context = ssl.create_default_context(cadata=self.ca_pem.decode())
+            connection = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
+        else:
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        data: bytes | None
+        if body is None:
+            data = None
+        elif isinstance(body, bytes | str):
+            data = body.encode() if isinstance(body, str) else body
+        else:
+            data = json.dumps(body).encode()
+        sent = {"Accept": "application/json"}
+        if data is not None:
+            sent["Content-Type"] = content_type
+        chosen = self.admin_token if token is None else token
+        if chosen:
+            sent["Authorization"] = f"Bearer {chosen}"
+        sent.update(headers or {})
+        try:
+            connection.request(method, path, body=data, headers=sent)
+            raw = connection.getresponse()
+            payload = raw.read()
+            return HTTPReply(raw.status, [(k.lower(), v) for k, v in raw.getheaders()], payload)
+        finally:
+            connection.close()
+
+    # --- direct helpers for tests (no HTTP, no admission, not counted) --------------------------
+
+    def _info(self, api_version: str, kind_or_plural: str) -> ResourceInfo:
+        with self.store.lock:
+            info = self.store.table.find(api_version, kind_or_plural)
+        if info is None:
+            raise errors.not_found_path()
+        return info
+
+    @staticmethod
+    def _direct(verb: str, info: ResourceInfo, namespace: str = "", name: str = "") -> Call:
+        return Call(verb, info, namespace, name, direct=True)
+
+    def create(self, obj: Object, namespace: str = "") -> Object:
+        """Creates an object as a POST would (defaults, schema, 409 if it exists); returns it."""
+        info = self._info(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        ns = namespace or str((obj.get("metadata") or {}).get("namespace", "")) if info.namespaced else ""
+        if info.namespaced and not ns:
+            ns = "default"
+        return self.rest.create(self._direct("create", info, ns), obj).body
+
+    def update(self, obj: Object, subresource: str = "") -> Object:
+        """Replaces an object (its status with ``subresource="status"``); returns the stored one."""
+        info = self._info(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        meta = obj.get("metadata") or {}
+        call = self._direct(
+            "update", info, str(meta.get("namespace", "")) if info.namespaced else "", meta.get("name", "")
+        )
+        call.subresource = subresource
+        return self.rest.update(call, obj).body
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> Object | None:
+        """One object (``kind`` may be a kind or a plural), or ``None``."""
+        info = self._info(api_version, kind)
+        try:
+            return self.rest.handle(self._direct("get", info, namespace, name)).body
+        except StatusError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def objects(
+        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str = ""
+    ) -> list[Object]:
+        """Every object of a kind (in one namespace when given), in key order, with kind and apiVersion."""
+        info = self._info(api_version, kind)
+        call = self._direct("list", info, namespace or "")
+        call.query = {"labelSelector": label_selector} if label_selector else {}
+        items = self.rest.list_objects(call)["items"]
+        return [{"apiVersion": info.api_version, "kind": info.kind, **item} for item in items]
+
+    def delete(self, api_version: str, kind: str, name: str, namespace: str = "") -> None:
+        """Deletes an object (or marks it for deletion when it has finalizers)."""
+        info = self._info(api_version, kind)
+        self.rest.delete(self._direct("delete", info, namespace, name))
+        self._schedule_namespace_controller()
+
+    def install_crd(self, crd: Object) -> Object:
+        """Creates (or replaces) a CustomResourceDefinition; its resources are served on return."""
+        info = self._info("apiextensions.k8s.io/v1", "customresourcedefinitions")
+        name = (crd.get("metadata") or {}).get("name", "")
+        existing = self.get("apiextensions.k8s.io/v1", "customresourcedefinitions", name)
+        if existing is None:
+            return self.rest.create(self._direct("create", info), crd).body
+        replacement = copy.deepcopy(crd)
+        replacement.setdefault("metadata", {})["resourceVersion"] = existing["metadata"]["resourceVersion"]
+        return self.rest.update(self._direct("update", info, "", name), replacement).body
+
+    def set_admission(self, hook: AdmissionHook | Any) -> None:
+        """Replaces the admission hook (an object with ``admit`` or a function; ``None`` for none)."""
+        self.rest.admission = None if hook is None else getattr(hook, "admit", hook)
+
+    # --- HTTP ----------------------------------------------------------------------------------------
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._connections.add(writer)
+        try:
+            while True:
+                try:
+                    request = await read_request(reader, writer)
+                except BadRequest as exc:
+                    body = json.dumps(errors.bad_request(str(exc)).body).encode()
+                    writer.write(response(400, body, [_JSON], keep_alive=False))
+                    await writer.drain()
+                    break
+                if request is None:
+                    break
+                keep_alive = await self._serve(request, reader, writer)
+                if not keep_alive or not request.keep_alive:
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError, ssl.SSLError, OSError):
+            pass
+        finally:
+            self._connections.discard(writer)
+            self._tasks.discard(task)
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        code: int,
+        body: Object | bytes,
+        warnings: Sequence[str] = (),
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        all_headers = [("Audit-Id", secrets.token_hex(8)), ("Cache-Control", "no-cache, private")]
+        if not isinstance(body, bytes):
+            all_headers.append(_JSON)
+        else:
+            all_headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        all_headers.extend(headers)
+        for warning in warnings:
+            all_headers.append(("Warning", f"299 - {json.dumps(warning)}"))
+        writer.write(response(code, data, all_headers))
+        await writer.drain()
+
+    async def _send_error(self, writer: asyncio.StreamWriter, error: StatusError) -> None:
+        headers = [(k, v) for k, v in error.headers.items() if not k.startswith("_")]
+        warnings = json.loads(error.headers.get("_warnings", "[]"))
+        await self._send(writer, error.code, error.body, warnings, headers)
+
+    def _authenticate(self, request: Request) -> User | None:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        user = self.tokens.get(token)
+        if user is not None:
+            return user
+        if not self.require_auth:
+            return ADMIN
+        return None
+
+    async def _serve(
+        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bool:
+        if self.faults.delay:
+            await asyncio.sleep(self.faults.delay)
+        user = self._authenticate(request)
+        path = request.path.rstrip("/") or "/"
+        if user is None and path not in _PUBLIC_PATHS:
+            await self._send_error(writer, errors.unauthorized())
+            return True
+        user = user or User("system:anonymous", ("system:unauthenticated",))
+        try:
+            route = self._route(request, path)
+        except StatusError as exc:
+            await self._send_error(writer, exc)
+            return True
+        if isinstance(route, Call):
+            route.user = user
+            self.counters.record_request(route.verb, route.info.group, route.info.plural, route.subresource)
+        code = self.faults.draw_error()
+        if code is not None and path not in ("/healthz", "/livez", "/readyz"):
+            error = (
+                errors.too_many_requests(self.faults.retry_after)
+                if code == 429
+                else errors.internal_error("injected fault")
+            )
+            await self._send_error(writer, error)
+            return True
+        if not isinstance(route, Call):
+            public = path in _PUBLIC_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/"))
+            if (
+                not public
+                and not self.authorizer.allowed(Attributes(user, request.method.lower(), path=path))[0]
+            ):
+                await self._send_error(
+                    writer, errors.forbidden("", "", "", f'User "{user.name}" cannot get path "{path}"')
+                )
+                return True
+            await self._send(writer, 200, route)
+            return True
+        call = route
+        try:
+            self.authorizer.check(
+                Attributes(
+                    user,
+                    call.verb,
+                    call.info.group,
+                    call.info.plural,
+                    call.subresource,
+                    call.name,
+                    call.namespace,
+                )
+            )
+        except StatusError as exc:
+            await self._send_error(writer, exc)
+            return True
+        if call.verb == "watch":
+            return await self._watch(call, reader, writer)
+        loop = asyncio.get_running_loop()
+        try:
+            reply: Reply = await loop.run_in_executor(self._executor, self.rest.handle, call)
+        except StatusError as exc:
+            await self._send_error(writer, exc)
+            return True
+        except Exception as exc:  # a bug in the fake must still answer like a server
+            await self._send_error(writer, errors.internal_error(f"{type(exc).__name__}: {exc}"))
+            return True
+        if call.info.key == ("", "namespaces") and call.verb in ("delete", "update", "patch"):
+            self._schedule_namespace_controller()
+        await self._send(writer, reply.code, reply.body, reply.warnings)
+        return True
+
+    def _route(self, request: Request, path: str) -> Call | Object | bytes:
+        """Either a resource :class:`Call` or the document to answer a non-resource path with."""
+        table = self.store.table
+        method = request.method
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return b"ok"
+        if method != "GET" and not (path.startswith("/api/") or path.startswith("/apis/")):
+            raise errors.not_found_path()
+        with self.store.lock:
+            if path == "/version":
+                return dict(discovery.VERSION_INFO)
+            if path == "/api":
+                return discovery.api_versions(f"{self.host}:{self.port}")
+            if path == "/apis":
+                return discovery.api_group_list(table)
+            if path == "/openapi/v2":
+                return discovery.openapi_v2(table)
+            if path == "/openapi/v3":
+                return discovery.openapi_v3_index(table)
+            if path.startswith("/openapi/v3/"):
+                rest = path[len("/openapi/v3/") :].split("/")
+                document = None
+                if rest[0] == "api" and len(rest) == 2:
+                    document = discovery.openapi_v3_document(table, "", rest[1])
+                elif rest[0] == "apis" and len(rest) == 3:
+                    document = discovery.openapi_v3_document(table, rest[1], rest[2])
+                if document is None:
+                    raise errors.not_found_path()
+                return document
+            parts = path.strip("/").split("/")
+            if parts[0] == "api" and len(parts) >= 2:
+                group, version, rest_parts = "", parts[1], parts[2:]
+            elif parts[0] == "apis" and len(parts) >= 2:
+                if len(parts) == 2:
+                    doc = discovery.api_group(table, parts[1])
+                    if doc is None:
+                        raise errors.not_found_path()
+                    return doc
+                group, version, rest_parts = parts[1], parts[2], parts[3:]
+            else:
+                raise errors.not_found_path()
+            if not rest_parts:
+                listing = discovery.resource_list(table, group, version)
+                if listing is None or method != "GET":
+                    raise errors.not_found_path()
+                return listing
+            namespace = ""
+            if (
+                rest_parts[0] == "namespaces"
+                and len(rest_parts) >= 3
+                and rest_parts[2] not in ("status", "finalize")
+            ):
+                namespace, rest_parts = rest_parts[1], rest_parts[2:]
+            if len(rest_parts) > 3:
+                raise errors.not_found_path()
+            info = table.lookup(group, version, rest_parts[0])
+            if info is None or (namespace and not info.namespaced):
+                raise errors.not_found_path()
+            name = rest_parts[1] if len(rest_parts) > 1 else ""
+            subresource = rest_parts[2] if len(rest_parts) > 2 else ""
+            if info.namespaced and name and not namespace and info.key != ("", "namespaces"):
+                raise errors.not_found_path()
+        watch = request.query.get("watch", "") in ("true", "1")
+        verb = {
+            ("GET", True): "watch" if watch else "get",
+            ("GET", False): "watch" if watch else "list",
+            ("POST", False): "create",
+            ("PUT", True): "update",
+            ("PATCH", True): "patch",
+            ("DELETE", True): "delete",
+            ("DELETE", False): "deletecollection",
+        }.get((method, bool(name)))
+        if verb is None:
+            raise errors.method_not_supported(info.group, info.plural, method.lower())
+        if (
+            info.namespaced
+            and not namespace
+            and verb in ("create", "deletecollection")
+            and info.key != ("", "namespaces")
+        ):
+            raise errors.not_found_path()
+        return Call(
+            verb,
+            info,
+            namespace,
+            name,
+            subresource,
+            request.query,
+            request.body,
+            request.headers.get("content-type", "application/json"),
+        )
+
+    def _schedule_namespace_controller(self) -> None:
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            # Not serving: run the controller right away so direct helpers still see namespaces go.
+            self.rest.reconcile_namespaces()
+            return
+
+        def tick() -> None:
+            self._namespace_task = None
+            executor = self._executor
+            if executor is None:
+                return
+            future = loop.run_in_executor(executor, self.rest.reconcile_namespaces)
+
+            def again(_: Any) -> None:
+                if self.rest.terminating_namespaces() and self._loop is not None:
+                    self._namespace_task = loop.call_later(0.05, tick)
+
+            future.add_done_callback(again)
+
+        def arm() -> None:
+            if self._namespace_task is None:
+                self._namespace_task = loop.call_later(0.01, tick)
+
+        loop.call_soon_threadsafe(arm)
+
+    # --- watch ---------------------------------------------------------------------------------------
+
+    async def _watch(self, call: Call, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        info = call.info
+        try:
+            labels, fields = self.rest.selectors(call)
+        except StatusError as exc:
+            await self._send_error(writer, exc)
+            return True
+        rv_param = call.query.get("resourceVersion", "")
+        since: int | None = None
+        if rv_param not in ("", "0"):
+            try:
+                since = int(rv_param)
+            except ValueError:
+                await self._send_error(writer, errors.bad_request(f"invalid resource version: {rv_param}"))
+                return True
+        bookmarks = call.query.get("allowWatchBookmarks", "") in ("true", "1")
+        timeout: float | None = None
+        if call.query.get("timeoutSeconds"):
+            with contextlib.suppress(ValueError):
+                timeout = float(call.query["timeoutSeconds"])
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+
+        def deliver(event: WatchEvent) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        writer.write(
+            response_head(
+                200, [_JSON, ("Transfer-Encoding", "chunked"), ("Cache-Control", "no-cache, private")]
+            )
+        )
+        try:
+            initial, watcher = self.store.watch(info.key, call.namespace, since, deliver)
+        except StatusError as exc:
+            writer.write(chunk(json.dumps({"type": "ERROR", "object": exc.body}).encode() + b"\n"))
+            writer.write(LAST_CHUNK)
+            await writer.drain()
+            return True
+
+        def matches(obj: Object | None) -> bool:
+            if obj is None:
+                return False
+            return labels.matches((obj.get("metadata") or {}).get("labels") or {}) and fields.matches(obj)
+
+        def encode(kind: str, obj: Object) -> bytes:
+            served = {"apiVersion": info.api_version, "kind": info.kind}
+            served.update({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
+            return chunk(json.dumps({"type": kind, "object": served}, separators=(",", ":")).encode() + b"\n")
+
+        def translate(event: WatchEvent) -> tuple[str, Object] | None:
+            now, before = matches(event.object), matches(event.old)
+            if event.type == "ADDED":
+                return ("ADDED", event.object) if now else None
+            if event.type == "DELETED":
+                return ("DELETED", event.object) if before or now else None
+            if now and before:
+                return ("MODIFIED", event.object)
+            if now:
+                return ("ADDED", event.object)
+            if before:
+                return ("DELETED", event.object)
+            return None
+
+        deadline = loop.time() + timeout if timeout is not None else None
+        eof = asyncio.ensure_future(reader.read(1))
+        getter: asyncio.Future[WatchEvent] | None = None
+        try:
+            for event in initial:
+                out = translate(event)
+                if out is not None:
+                    writer.write(encode(*out))
+            await writer.drain()
+            last_bookmark = loop.time()
+            while True:
+                wait: float | None = None
+                if deadline is not None:
+                    wait = deadline - loop.time()
+                    if wait <= 0:
+                        break
+                if bookmarks:
+                    until_bookmark = max(0.0, last_bookmark + self.bookmark_interval - loop.time())
+                    wait = until_bookmark if wait is None else min(wait, until_bookmark)
+                if getter is None:
+                    getter = asyncio.ensure_future(queue.get())
+                pending: set[asyncio.Future[Any]] = {getter, eof}
+                done, _ = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if eof in done:
+                    return False
+                if getter in done:
+                    event = getter.result()
+                    getter = None
+                    out = translate(event)
+                    if out is not None:
+                        writer.write(encode(*out))
+                    while not queue.empty():
+                        out = translate(queue.get_nowait())
+                        if out is not None:
+                            writer.write(encode(*out))
+                    await writer.drain()
+                if bookmarks and loop.time() - last_bookmark >= self.bookmark_interval:
+                    mark = {"metadata": {"resourceVersion": str(self.store.resource_version)}}
+                    writer.write(encode("BOOKMARK", mark))
+                    await writer.drain()
+                    last_bookmark = loop.time()
+            writer.write(LAST_CHUNK)
+            await writer.drain()
+            return True
+        finally:
+            self.store.unwatch(watcher)
+            for future in (eof, getter):
+                if future is None:
+                    continue
+                if not future.done():
+                    future.cancel()
+                elif not future.cancelled():
+                    future.exception()  # a reset connection is expected; mark it as seen

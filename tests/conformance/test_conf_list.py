@@ -1,0 +1,122 @@
+"""Lists: label and field selectors, pagination, resourceVersion."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+from conformance_kit import Backend, configmap
+
+LABELS = {
+    "a": {"tier": "web", "env": "prod"},
+    "b": {"tier": "web", "env": "dev"},
+    "c": {"tier": "db", "env": "prod", "legacy": "yes"},
+    "d": {"env": "dev"},
+}
+
+
+@pytest.fixture
+def populated(backend: Backend, namespace: str) -> str:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    for name, labels in LABELS.items():
+        assert backend.http("POST", path, configmap(name, namespace, labels)).status == 201
+    return path
+
+
+def names(backend: Backend, path: str, **params: str) -> list[str]:
+    response = backend.http("GET", f"{path}?{urllib.parse.urlencode(params)}")
+    assert response.status == 200, response.body
+    return [item["metadata"]["name"] for item in response.body["items"]]
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("tier=web", ["a", "b"]),
+        ("tier==web", ["a", "b"]),
+        ("tier!=web", ["c", "d"]),
+        ("env in (prod,staging)", ["a", "c"]),
+        ("env notin (prod)", ["b", "d"]),
+        ("legacy", ["c"]),
+        ("!tier", ["d"]),
+        ("tier=web,env=prod", ["a"]),
+        ("tier in (web,db),!legacy", ["a", "b"]),
+        ("", ["a", "b", "c", "d"]),
+    ],
+)
+def test_label_selectors(backend: Backend, populated: str, selector: str, expected: list[str]) -> None:
+    assert names(backend, populated, labelSelector=selector) == expected
+
+
+def test_bad_label_selector(backend: Backend, populated: str) -> None:
+    response = backend.http("GET", f"{populated}?labelSelector=" + urllib.parse.quote("tier web"))
+    assert response.status == 400
+    assert response.body["reason"] == "BadRequest"
+    assert response.body["message"].endswith(
+        "unable to parse requirement: found 'web', expected: in, notin, =, ==, !=, gt, lt"
+    )
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("metadata.name=b", ["b"]),
+        ("metadata.name==b", ["b"]),
+        ("metadata.name!=b", ["a", "c", "d"]),
+        ("metadata.name!=b,metadata.name!=c", ["a", "d"]),
+    ],
+)
+def test_field_selectors(backend: Backend, populated: str, selector: str, expected: list[str]) -> None:
+    assert names(backend, populated, fieldSelector=selector) == expected
+
+
+def test_field_selector_on_namespace(backend: Backend, populated: str, namespace: str) -> None:
+    everywhere = names(backend, "/api/v1/configmaps", fieldSelector=f"metadata.namespace={namespace}")
+    assert sorted(everywhere) == ["a", "b", "c", "d"]
+
+
+def test_unsupported_field_selector(backend: Backend, populated: str) -> None:
+    response = backend.http("GET", f"{populated}?fieldSelector=spec.color%3Dred")
+    assert response.status == 400
+    assert response.body["reason"] == "BadRequest"
+    assert response.body["message"].endswith("field label not supported: spec.color")
+
+
+def test_pagination(backend: Backend, populated: str) -> None:
+    first = backend.http("GET", f"{populated}?limit=3").body
+    assert [i["metadata"]["name"] for i in first["items"]] == ["a", "b", "c"]
+    token = first["metadata"]["continue"]
+    assert token
+    assert first["metadata"]["remainingItemCount"] == 1
+    second = backend.http("GET", f"{populated}?limit=3&continue={urllib.parse.quote(token)}").body
+    assert [i["metadata"]["name"] for i in second["items"]] == ["d"]
+    assert not second["metadata"].get("continue")
+    # A page is a snapshot: every page carries the resourceVersion of the first.
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+
+
+def test_pagination_with_selector(backend: Backend, populated: str) -> None:
+    first = backend.http("GET", f"{populated}?limit=1&labelSelector=env%3Dprod").body
+    assert [i["metadata"]["name"] for i in first["items"]] == ["a"]
+    second = backend.http(
+        "GET",
+        f"{populated}?limit=1&labelSelector=env%3Dprod&continue={urllib.parse.quote(first['metadata']['continue'])}",
+    ).body
+    assert [i["metadata"]["name"] for i in second["items"]] == ["c"]
+
+
+def test_bad_continue_token(backend: Backend, populated: str) -> None:
+    response = backend.http("GET", f"{populated}?limit=1&continue=garbage")
+    assert response.status == 400
+    assert response.body["reason"] == "BadRequest"
+
+
+def test_list_kind_and_resource_version(backend: Backend, populated: str) -> None:
+    listed = backend.http("GET", populated).body
+    assert listed["kind"] == "ConfigMapList" and listed["apiVersion"] == "v1"
+    rv = int(listed["metadata"]["resourceVersion"])
+    assert rv >= max(int(i["metadata"]["resourceVersion"]) for i in listed["items"])
+    # Items of a list carry no kind of their own over JSON.
+    assert "kind" not in listed["items"][0]
+    cached = backend.http("GET", f"{populated}?resourceVersion=0").body
+    assert sorted(i["metadata"]["name"] for i in cached["items"]) == ["a", "b", "c", "d"]

@@ -1,0 +1,32 @@
+"""Fixtures of the reconciler tests: a fake apiserver with our CRDs, and a client for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kcp_tmc.reconcilers.client import KubeClient
+from kcp_tmc.testing import FakeAPIServer
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "kcp-tmc" / "crds"
+
+
+def crds() -> list[dict]:
+    return [yaml.safe_load(path.read_text()) for path in sorted(CRD_DIR.glob("*.yaml"))]
+
+
+@pytest.fixture
+def api() -> Iterator[FakeAPIServer]:
+    with FakeAPIServer() as server:
+        for crd in crds():
+            server.install_crd(crd)
+        yield server
+
+
+@pytest.fixture
+def kube(api: FakeAPIServer) -> Iterator[KubeClient]:
+    with KubeClient.from_kubeconfig_file(api.kubeconfig_path, timeout=5.0) as client:
+        yield client

@@ -1,0 +1,204 @@
+"""The poll engine with in-memory controllers: isolation, backoff, due scheduling, ownership."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from kcp_tmc.reconcilers.client import ApiError, Unreachable
+from kcp_tmc.reconcilers.engine import Backoff, Engine, ObjectRef, Outcome, Snapshot
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    """A controller over a fixed set of names; ``fail`` names raise, ``due`` names ask to come back."""
+
+    name = "recorder"
+
+    def __init__(self, names, fail=(), due=None, partitions=None):
+        self.names = list(names)
+        self.fail = set(fail)
+        self.due = due or {}
+        self.partitions = partitions or {}
+        self.seen: list[str] = []
+        self.fetched: list[str] = []
+        self.list_error: Exception | None = None
+
+    def refs(self, ctx):
+        if self.list_error is not None:
+            raise self.list_error
+        return [
+            (ObjectRef(self.name, n), {"metadata": {"name": n}}, self.partitions.get(n, 0))
+            for n in self.names
+        ]
+
+    def reconcile(self, ctx, obj, partition):
+        name = obj["metadata"]["name"]
+        self.seen.append(name)
+        if name in self.fail:
+            raise ApiError(500, "InternalError", "boom")
+        return Outcome(due_at=self.due.get(name))
+
+    def fetch(self, ctx, ref):
+        self.fetched.append(ref.name)
+        return None if ref.name == "gone" else {"metadata": {"name": ref.name}}
+
+
+class Owner:
+    def __init__(self, owned):
+        self._owned = frozenset(owned)
+        self.partitions = 4
+
+    def may_write(self, partition):
+        return partition in self._owned
+
+    def owned(self):
+        return self._owned
+
+    def writing(self, partition):  # pragma: no cover - not used by the recorder
+        raise NotImplementedError
+
+
+def make(controller, **kwargs):
+    clock = FakeClock()
+    return Engine(client=None, controllers=[controller], clock=clock, **kwargs), clock  # type: ignore[arg-type]
+
+
+def test_one_failing_object_does_not_stop_the_others_and_backs_off():
+    rec = Recorder(["a", "bad", "c"], fail={"bad"})
+    engine, clock = make(rec)
+    assert engine.run_cycle()
+    assert rec.seen == ["a", "bad", "c"]
+    ref = ObjectRef("recorder", "bad")
+    assert engine.backoff.failures == {ref: 1}
+    retry_at = engine.next_due()
+    assert retry_at is not None and 0.4 <= retry_at - clock.now <= 0.5
+    # While backing off, a full cycle skips it.
+    rec.seen.clear()
+    assert engine.run_cycle()
+    assert rec.seen == ["a", "c"]
+    # Once due, it is fetched and retried; success clears the backoff.
+    rec.fail.clear()
+    clock.now = retry_at
+    engine.run_due(engine._pop_due(clock.now))
+    assert rec.fetched == ["bad"] and engine.backoff.failures == {}
+    assert engine.metrics.errors.labels("recorder")._value.get() == 1
+
+
+def test_backoff_doubles_and_is_capped():
+    backoff = Backoff(base=1.0, cap=8.0)
+    ref = ObjectRef("c", "x")
+    delays = [backoff.fail(ref) for _ in range(6)]
+    assert [round(d / b) if b else 0 for d, b in zip(delays, [1, 2, 4, 8, 8, 8], strict=True)] == [1] * 6
+    assert all(0.8 * b <= d <= b for d, b in zip(delays, [1, 2, 4, 8, 8, 8], strict=True))
+    backoff.reset(ref)
+    assert backoff.fail(ref) <= 1.0
+
+
+def test_only_owned_partitions_are_reconciled():
+    rec = Recorder(["a", "b", "c"], partitions={"a": 0, "b": 1, "c": 2})
+    engine, _ = make(rec, ownership=Owner({0, 2}))
+    assert engine.run_cycle()
+    assert rec.seen == ["a", "c"]
+
+
+def test_due_objects_are_fetched_and_reconciled():
+    rec = Recorder(["a", "gone"])
+    engine, clock = make(rec)
+    rec.due = {"a": clock.now + 5, "gone": clock.now + 5}
+    assert engine.run_cycle()
+    assert engine.next_due() == clock.now + 5
+    assert engine._pop_due(clock.now + 4) == []
+    due = engine._pop_due(clock.now + 5)
+    assert sorted(r.name for r in due) == ["a", "gone"]
+    rec.seen.clear()
+    engine.run_due(due)
+    assert rec.seen == ["a"] and sorted(rec.fetched) == ["a", "gone"]
+
+
+def test_rescheduling_replaces_the_earlier_due_time():
+    rec = Recorder([])
+    engine, clock = make(rec)
+    ref = ObjectRef("recorder", "x")
+    engine.schedule(ref, clock.now + 10)
+    engine.schedule(ref, clock.now + 20)
+    assert engine.next_due() == clock.now + 20
+    engine.schedule(ref, None)
+    assert engine.next_due() is None
+
+
+def test_failed_list_fails_the_cycle():
+    rec = Recorder(["a"])
+    rec.list_error = Unreachable("connection refused")
+    engine, _ = make(rec)
+    assert not engine.run_cycle()
+    assert rec.seen == []
+
+
+def test_gone_objects_leave_the_schedule():
+    rec = Recorder(["a"], fail={"a"})
+    engine, _ = make(rec)
+    engine.run_cycle()
+    assert engine.next_due() is not None
+    rec.names = []
+    engine.run_cycle()
+    assert engine.next_due() is None and engine.backoff.failures == {}
+
+
+def test_run_stops_and_many_due_objects_trigger_a_full_cycle():
+    rec = Recorder([f"o{i}" for i in range(5)])
+    engine = Engine(client=None, controllers=[rec], poll_interval=3600, due_batch_limit=2)  # type: ignore[arg-type]
+    import time
+
+    now = time.time()
+    rec.due = {n: now + 0.1 for n in rec.names}
+    runner = threading.Thread(target=engine.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while engine.cycles < 2:
+            assert time.monotonic() < deadline, "no second full cycle"
+            time.sleep(0.01)
+    finally:
+        engine.stop()
+        runner.join(timeout=5)
+    assert not runner.is_alive()
+    assert rec.fetched == []  # five due objects over the limit of two: a list, not five GETs
+
+
+def test_snapshot_lists_each_resource_once(kube):
+    from kcp_tmc.reconcilers.resources import SYNCTARGETS
+
+    snapshot = Snapshot(kube)
+    before = kube.requests
+    assert snapshot.list(SYNCTARGETS) == [] and snapshot.list(SYNCTARGETS) == []
+    assert kube.requests - before == 1
+
+
+@pytest.mark.parametrize("count", [0, 3])
+def test_request_cycle_wakes_the_loop(count):
+    rec = Recorder([f"o{i}" for i in range(count)])
+    engine = Engine(client=None, controllers=[rec], poll_interval=3600)  # type: ignore[arg-type]
+    import time
+
+    runner = threading.Thread(target=engine.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while engine.cycles < 1:
+            time.sleep(0.01)
+        engine.request_cycle()
+        while engine.cycles < 2:
+            assert time.monotonic() < deadline, "request_cycle did not wake the engine"
+            time.sleep(0.01)
+    finally:
+        engine.stop()
+        runner.join(timeout=5)
