@@ -46,6 +46,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -624,6 +625,8 @@ class _Worker:
             except Exception:  # pragma: no cover - _Run.execute handles policy errors itself
                 log.exception("policy evaluation crashed")
             # Back to the idle list before waking the caller, so that its next review reuses us.
+            # Drop the finished job before waiting for the next: it holds the request.
+            del func, job
             stay = self.pool.release(self)
             done.release()
             if not stay:
@@ -832,7 +835,8 @@ class Engine:
             return run.outcome(want_patched)
         remaining = deadline - self._clock()
         if remaining > 0:
-            done = self._pool().submit(lambda: run.execute(self._clock, exemptions))
+            clock = self._clock  # the job must not hold the engine (see Engine._pool)
+            done = self._pool().submit(lambda: run.execute(clock, exemptions))
             if done is None:
                 log.error(
                     "no thread free to evaluate a request: all %d are held by policies running late",
@@ -849,6 +853,8 @@ class Engine:
             with self._workers_lock:
                 if self._workers is None:
                     self._workers = _Workers("kcp-tmc-policy", self._max_threads)
+                    # An engine dropped without close() must not leave its idle threads behind.
+                    weakref.finalize(self, self._workers.close, 0.0)
                 workers = self._workers
         return workers
 

@@ -21,6 +21,7 @@ Outside pytest, call :func:`review` and :func:`evaluate` from this module.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ class Result:
     """What the engine answered, in the terms a test asserts on.
 
     ``messages`` are the denial lines (``[policy] path: reason``); ``patch`` the combined JSON
-    Patch; ``patched`` the object after it (the object itself when nothing was patched);
+    Patch; ``patched`` a copy of the object after it (so a test may change it freely);
     ``outcome`` the engine's full :class:`~kcp_tmc.policies.engine.Outcome`.
     """
 
@@ -145,7 +146,8 @@ def evaluate(
         warnings=list(outcome.warnings),
         audit_annotations=dict(outcome.audit_annotations),
         patch=list(outcome.patch),
-        patched=outcome.patched,
+        # The engine's patched object shares unchanged parts with the test's object: copy it.
+        patched=copy.deepcopy(outcome.patched),
         outcome=outcome,
     )
 

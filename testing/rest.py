@@ -80,6 +80,8 @@ class Call:
     user: User = field(default_factory=lambda: User("admin", ("system:masters", "system:authenticated")))
     #: Test helpers skip admission, counters and the write log.
     direct: bool = False
+    #: Admission already ran (a scale write admits the Scale, then updates the object).
+    admitted: bool = False
 
     @property
     def dry_run(self) -> bool:
@@ -281,23 +283,39 @@ class Rest:
             raise error
 
     def _admit(
-        self, call: Call, operation: str, obj: Object | None, old: Object | None, options: Object
+        self,
+        call: Call,
+        operation: str,
+        obj: Object | None,
+        old: Object | None,
+        options: Object,
+        scale: bool = False,
     ) -> tuple[Object | None, list[str]]:
-        if call.direct or self.admission is None:
+        if call.direct or call.admitted or self.admission is None:
             return obj, []
         info = call.info
         meta = (obj or old or {}).get("metadata") or {}
+        # A scale write is admitted as what it is: an autoscaling/v1 Scale on the subresource.
+        kind = "Scale" if scale else info.kind
+
+        def shown(value: Object | None) -> Object | None:
+            if value is None:
+                return None
+            return copy.deepcopy(value) if scale else self._served(info, value)
+
         attrs = AdmissionAttributes(
             operation=operation,  # type: ignore[arg-type]
             group=info.group,
             version=info.version,
-            kind=info.kind,
+            kind=kind,
             resource=info.plural,
             subresource=call.subresource,
             namespace=call.namespace if info.namespaced else "",
             name=str(meta.get("name", call.name)),
-            object=self._served(info, obj) if obj is not None else None,
-            old_object=self._served(info, old) if old is not None else None,
+            object=shown(obj),
+            old_object=shown(old),
+            kind_group="autoscaling" if scale else None,
+            kind_version="v1" if scale else None,
             user=call.user.info(),  # type: ignore[arg-type]
             dry_run=call.dry_run,
             options=options,
@@ -812,43 +830,22 @@ class Rest:
                 ],
             )
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        wanted = copy.deepcopy(current)
+        wanted["spec"]["replicas"] = replicas
+        options = self._options("UpdateOptions", call)
+        _, warnings = self._admit(call, "UPDATE", wanted, current, options, scale=True)
 
         def rescale(obj: Object) -> Object:
             _jsonpath_set(obj, paths.spec_replicas, replicas)
             return obj
 
-        scale_call = Call(
-            "update",
-            info,
-            call.namespace,
-            call.name,
-            "scale",
-            call.query,
-            b"",
-            "application/json",
-            call.user,
-            call.direct,
+        # The write itself is an update of the main object that only touches the replicas field.
+        write = Call(
+            call.verb, info, call.namespace, call.name, "scale", call.query, b"", "", call.user, call.direct
         )
-        reply = self._apply_update_scale(scale_call, rescale, rv)
-        return Reply(200, self._scale_of(info, reply.body), reply.warnings)
-
-    def _apply_update_scale(self, call: Call, change: Callable[[Object], Object], rv: str) -> Reply:
-        # A scale write is an update of the main object that only touches spec.replicas.
-        main = Call(
-            call.verb,
-            call.info,
-            call.namespace,
-            call.name,
-            "",
-            call.query,
-            b"",
-            call.content_type,
-            call.user,
-            call.direct,
-        )
-        main.subresource = ""
-        reply = self._apply_update(main, change, rv or None, "update")
-        return reply
+        write.admitted = True
+        reply = self._apply_update(write, rescale, rv or None, call.verb)
+        return Reply(200, self._scale_of(info, reply.body), warnings + reply.warnings)
 
     # --- delete -----------------------------------------------------------------------------------------
 

@@ -126,6 +126,7 @@ class FakeAPIServer:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._connections: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self._tmpdir: str | None = None
         self._ssl: ssl.SSLContext | None = None
         self._namespace_task: asyncio.TimerHandle | None = None
@@ -254,6 +255,8 @@ class FakeAPIServer:
     async def _shutdown(self) -> None:
         if self._namespace_task is not None:
             self._namespace_task.cancel()
+        for task in list(self._background):
+            task.cancel()
         await self._close_listener()
         await self._drop_connections()
 
@@ -284,9 +287,26 @@ class FakeAPIServer:
         async def down() -> None:
             await self._close_listener()
             await self._drop_connections()
-            loop.call_later(seconds, lambda: asyncio.ensure_future(self._listen()))
+            loop.call_later(seconds, self._schedule_relisten)
 
         asyncio.run_coroutine_threadsafe(down(), loop).result(timeout=10)
+
+    def _schedule_relisten(self) -> None:
+        task = asyncio.ensure_future(self._relisten())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _relisten(self) -> None:
+        """Binds the same port again; retries briefly while the kernel still holds it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while self._server is None:
+            try:
+                await self._listen()
+            except OSError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
 
     # --- kubeconfig and clients -----------------------------------------------------------------
 
@@ -382,9 +402,9 @@ class FakeAPIServer:
     def create(self, obj: Object, namespace: str = "") -> Object:
         """Creates an object as a POST would (defaults, schema, 409 if it exists); returns it."""
         info = self._info(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
-        ns = namespace or str((obj.get("metadata") or {}).get("namespace", "")) if info.namespaced else ""
-        if info.namespaced and not ns:
-            ns = "default"
+        ns = ""
+        if info.namespaced:
+            ns = namespace or str((obj.get("metadata") or {}).get("namespace") or "default")
         return self.rest.create(self._direct("create", info, ns), obj).body
 
     def update(self, obj: Object, subresource: str = "") -> Object:

@@ -47,9 +47,10 @@ class AdmissionAttributes:
     """Everything an admission step needs to know about one write.
 
     The fields map one to one onto ``admission.k8s.io/v1`` ``AdmissionRequest``:
-    ``group``/``version``/``kind`` make ``kind``, ``group``/``version``/``resource``
-    make ``resource``, ``subresource`` is ``subResource`` (``""`` for the main
-    resource), ``user`` is ``userInfo``, ``options`` is the ``CreateOptions``,
+    ``group``/``version``/``resource`` make ``resource``, :attr:`kind_group_version`
+    and ``kind`` make ``kind`` (they differ only for ``scale``), ``subresource`` is
+    ``subResource`` (``""`` for the main resource), ``user`` is ``userInfo``,
+    ``options`` is the ``CreateOptions``,
     ``UpdateOptions`` or ``DeleteOptions`` object (with ``apiVersion`` and
     ``kind`` filled in, as the apiserver sends it; ``PATCH`` sends
     ``UpdateOptions`` with operation ``UPDATE`` like the apiserver, or
@@ -73,10 +74,23 @@ class AdmissionAttributes:
     dry_run: bool = False
     options: Object | None = None
     namespaced: bool = True
+    #: Group and version of ``kind`` when they differ from those of the resource: a write to
+    #: ``deployments/scale`` has resource ``apps/v1`` ``deployments`` (``group``/``version``,
+    #: what webhook rules match) and kind ``autoscaling/v1`` ``Scale``.  ``None`` means "same as
+    #: ``group``/``version``"; read them through :attr:`kind_group_version`.
+    kind_group: str | None = None
+    kind_version: str | None = None
     #: A unique id for this request (``AdmissionRequest.uid``).
     uid: str = ""
     #: Free-form extras; the server leaves it empty.
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind_group_version(self) -> tuple[str, str]:
+        """``(group, version)`` of ``kind`` (``AdmissionRequest.kind``)."""
+        group = self.group if self.kind_group is None else self.kind_group
+        version = self.version if self.kind_version is None else self.kind_version
+        return group, version
 
     @property
     def api_version(self) -> str:

@@ -55,6 +55,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _budget(text: str) -> float:
+    value = _seconds(text)
+    if value > 30:
+        raise argparse.ArgumentTypeError(f"must be at most 30 seconds (the apiserver's limit), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used by the documentation)."""
     cpus = os.cpu_count() or 1
@@ -91,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--default-timeout",
-        type=_seconds,
+        type=_budget,
         default=10.0,
         help="review budget when the apiserver sends no ?timeout= (default: %(default)s)",
     )
@@ -216,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "certfile": args.cert_file,
             "keyfile": args.key_file,
             "graceful_timeout": 10,
-            "timeout": 30,
+            # Above the longest review budget (30 s): a worker waiting on a late policy is not killed.
+            "timeout": 60,
             "loglevel": "warning" if args.log_level == "info" else args.log_level,
             "errorlog": "-",
             "accesslog": None,

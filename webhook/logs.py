@@ -41,19 +41,26 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 
 
 def _extra(record: logging.LogRecord) -> dict[str, Any]:
+    attrs = vars(record)
     out: dict[str, Any] = {}
-    for key, value in vars(record).items():
+    for key in attrs.keys() - _STANDARD:
+        value = attrs[key]
         if key == "fields" and isinstance(value, dict):
             # ``extra={"fields": {...}}`` carries names LogRecord reserves (``name``).
             out.update(value)
-        elif key not in _STANDARD and not key.startswith("_"):
+        elif not key.startswith("_"):
             out[key] = value
     return out
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _timestamp(created: float) -> str:
     secs = int(created)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{int((created - secs) * 1000):03d}Z"
+    if _second[0] != secs:  # one strftime per second, not per line
+        _second[:] = [secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))]
+    return f"{_second[1]}.{int((created - secs) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

@@ -33,6 +33,8 @@ def alice_rbac(backend: Backend) -> Iterator[None]:
     assert (
         backend.http("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding).status == 201
     )
+    # The RBAC authorizer reads through informers: wait until the binding is seen.
+    backend.wait_for(lambda: sar(backend, "alice", "list", "configmaps").get("allowed"), what="RBAC binding")
     yield
     backend.http("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}")
     backend.http("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}")

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import kubernetes.client
 import kubernetes.config
 import kubernetes.watch
 import pytest
 from conformance_kit import Backend, synctarget, unique
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 
 @pytest.fixture
-def client(backend: Backend) -> kubernetes.client.ApiClient:
+def client(backend: Backend) -> Iterator[kubernetes.client.ApiClient]:
     api_client = kubernetes.config.new_client_from_config(config_file=backend.server.kubeconfig_path)
     yield api_client
     api_client.close()

@@ -397,6 +397,7 @@ def test_schema_minimum_maximum_and_max_length(backend: Backend, widgets: str) -
             {"size": "small", "color": "abcdefghij"},
             "spec.color",
             "FieldValueTooLong",
+            # Older Kubernetes releases said "may not be longer than 8"; this is the current wording.
             "Too long: may not be more than 8 bytes",
         ),
         (

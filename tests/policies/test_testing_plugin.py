@@ -86,7 +86,8 @@ def test_options_policies_config_lookup_and_phase() -> None:
     assert only_peer.messages == ["[peer-exists] needs a SyncTarget named peer"]
     assert only_peer.warnings == ["[peer-exists] looked"]
     assert only_peer.patch == []
-    assert only_peer.patched is SYNC_TARGET_OBJ
+    assert only_peer.patched == SYNC_TARGET_OBJ
+    assert only_peer.patched is not SYNC_TARGET_OBJ
     peer = {**SYNC_TARGET_OBJ, "metadata": {"name": "peer"}}
     assert evaluate(update, registry=registry, policies=["peer-exists"], lookup=[peer]).allowed
     warned = evaluate(

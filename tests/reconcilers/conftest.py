@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
 from kcp_tmc.reconcilers.client import KubeClient
 from kcp_tmc.testing import FakeAPIServer
-
-CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "kcp-tmc" / "crds"
-
-
-def crds() -> list[dict]:
-    return [yaml.safe_load(path.read_text()) for path in sorted(CRD_DIR.glob("*.yaml"))]
+from tests.reconcilers.reconciler_processes import crds
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers that run ``tmc-reconciler`` as real processes against a fake apiserver."""
+"""Helpers of the reconciler tests: our CRDs, and ``tmc-reconciler`` run as real processes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "kcp-tmc" / "crds"
+
+
+def crds() -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions the reconciler needs, from charts/kcp-tmc/crds."""
+    return [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted(CRD_DIR.glob("*.yaml"))]
+
 
 FAST_LEASES = [
     "--leader-elect-lease-duration=2s",

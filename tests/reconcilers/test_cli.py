@@ -137,7 +137,7 @@ def test_main_reconciles_serves_metrics_and_stops_on_sigterm(api, kube):
         handler.setFormatter(logs.JsonFormatter())
         logging.getLogger().addHandler(handler)
 
-    import kcp_tmc.reconcilers.cli as cli
+    from kcp_tmc.reconcilers import cli
 
     cli.setup_logging = capture_setup
     prober = threading.Thread(target=probe_then_stop)

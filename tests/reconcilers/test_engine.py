@@ -159,7 +159,7 @@ def test_run_stops_and_many_due_objects_trigger_a_full_cycle():
     import time
 
     now = time.time()
-    rec.due = {n: now + 0.1 for n in rec.names}
+    rec.due = dict.fromkeys(rec.names, now + 0.1)
     runner = threading.Thread(target=engine.run)
     runner.start()
     try:

@@ -8,14 +8,13 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import pytest
-from conftest import crds
-from reconciler_processes import FAST_LEASES, Reconciler, wait_for
 
 from kcp_tmc.policies.keys import sync_target_key
 from kcp_tmc.reconcilers.client import KubeClient
 from kcp_tmc.reconcilers.leases import LEASES, partition_of
 from kcp_tmc.reconcilers.resources import SYNCTARGETS
 from kcp_tmc.testing import FakeAPIServer
+from tests.reconcilers.reconciler_processes import FAST_LEASES, Reconciler, crds, wait_for
 
 LEASE_DURATION = 2.0
 RETRY = 0.25

@@ -39,7 +39,7 @@ def test_capacity_sums_ready_schedulable_nodes_exactly():
 
 
 def test_capacity_refuses_a_bad_quantity():
-    with pytest.raises(QuantityError, match="^cpu: "):
+    with pytest.raises(QuantityError, match=r"^cpu: "):
         sum_node_resources([node("two", "1Gi")])
 
 

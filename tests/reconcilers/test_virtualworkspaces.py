@@ -90,3 +90,33 @@ def test_parse_shard_errors(spec, message):
     with pytest.raises(ValueError) as info:
         parse_shard(spec)
     assert str(info.value) == message
+
+
+def test_desired_sync_target_replaces_stale_entries_and_keeps_other_status():
+    from datetime import UTC, datetime
+
+    from kcp_tmc.reconcilers.synctarget import Inputs, desired_sync_target
+
+    current = {
+        "metadata": {"name": "test-cluster", "uid": "", "labels": {"team": "a"}},
+        "status": {
+            "virtualWorkspaces": [
+                {"syncerURL": f"http://stale-{i}/x", "upsyncerURL": f"http://stale-{i}/y"} for i in range(3)
+            ],
+            "capacity": {"cpu": "1"},
+        },
+    }
+    now = datetime(2023, 2, 22, tzinfo=UTC)
+    desired, due = desired_sync_target(
+        current, Inputs(cluster=CLUSTER, shard_urls=["http://external-host-1/"]), now
+    )
+    assert desired["status"] == {"virtualWorkspaces": [urls("external-host-1")], "capacity": {"cpu": "1"}}
+    assert desired["metadata"]["labels"] == {
+        "team": "a",
+        "internal.workload.kcp.io/key": desired["metadata"]["labels"]["internal.workload.kcp.io/key"],
+    }
+    assert due is None
+    # No shards: the field is removed, the label is still set.
+    desired, _ = desired_sync_target(current, Inputs(cluster=CLUSTER), now)
+    assert "virtualWorkspaces" not in desired["status"]
+    assert "internal.workload.kcp.io/key" in desired["metadata"]["labels"]

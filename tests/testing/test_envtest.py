@@ -193,3 +193,86 @@ def test_start_timeout(assets: Path) -> None:
     with pytest.raises(RealAPIServerError) as caught:
         RealAPIServer(assets, start_timeout=0.3).start()
     assert str(caught.value) == "etcd was not ready within 0.3s; last output:\nwaiting for peers"
+
+
+FAKE_APISERVER = """
+import http.server, json, ssl, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+crds = {}
+
+class Api(http.server.BaseHTTPRequestHandler):
+    def reply(self, code, body):
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.headers.get("Authorization", "").count(" ") != 1:
+            return self.reply(401, {"kind": "Status", "code": 401})
+        if self.path == "/readyz":
+            return self.reply(200, {})
+        prefix = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+        if self.path.startswith(prefix):
+            crd = crds[self.path[len(prefix):]]
+            crd["status"] = {"conditions": [{"type": "Established", "status": "True"}]}
+            return self.reply(200, crd)
+        for crd in crds.values():
+            if self.path == "/apis/%s/%s" % (crd["spec"]["group"], crd["spec"]["versions"][0]["name"]):
+                return self.reply(200, {"resources": [{"name": crd["spec"]["names"]["plural"]}]})
+        self.reply(404, {"kind": "Status", "code": 404})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        crds[body["metadata"]["name"]] = body
+        self.reply(201, body)
+
+    def log_message(self, *a):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", int(args["secure-port"])), Api)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(args["tls-cert-file"], args["tls-private-key-file"])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def test_start_install_crd_and_stop_with_stand_in_binaries(assets: Path, tmp_path: Path) -> None:
+    script(assets, "etcd", FAKE_ETCD)
+    script(assets, "kube-apiserver", FAKE_APISERVER)
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "things.example.com"},
+        "spec": {"group": "example.com", "names": {"plural": "things"}, "versions": [{"name": "v1"}]},
+    }
+    with RealAPIServer(assets) as api:
+        assert api.kind == "real"
+        root = api.layout.root if api.layout else None
+        installed = api.install_crd(crd)
+        assert installed["status"]["conditions"][0]["type"] == "Established"
+        assert api.request_json("GET", "/readyz") == {}
+        assert api.api_client().configuration.host == api.url
+    assert root is not None and not root.exists()
+
+
+def test_crd_that_never_becomes_established(assets: Path) -> None:
+    script(assets, "etcd", FAKE_ETCD)
+    script(assets, "kube-apiserver", FAKE_APISERVER)
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "ghosts.example.com"},
+        # The stand-in serves only the first version's discovery, so v2 never shows up.
+        "spec": {
+            "group": "example.com",
+            "names": {"plural": "ghosts"},
+            "versions": [{"name": "v1"}, {"name": "v2"}],
+        },
+    }
+    with RealAPIServer(assets) as api, pytest.raises(RealAPIServerError) as caught:
+        api.install_crd(crd, timeout=0.3)
+    assert str(caught.value) == "CustomResourceDefinition ghosts.example.com was not established within 0.3s"

@@ -201,3 +201,52 @@ def test_admission_hook_sees_attributes_and_can_mutate_deny_and_warn(api: FakeAP
 def test_webhook_dispatcher_is_the_default_admission() -> None:
     with FakeAPIServer() as api:
         assert api.rest.admission is not None
+
+
+def test_down_twice_comes_back_once(api: FakeAPIServer) -> None:
+    port = api.port
+    api.faults.down_for(0.2)
+    api.faults.down_for(0.3)
+    deadline = time.monotonic() + 5
+    while not _connect(port):
+        assert time.monotonic() < deadline, "the server did not come back"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert api.http("GET", "/healthz").body == b"ok"
+
+
+def test_scale_writes_are_admitted_as_scale(api: FakeAPIServer) -> None:
+    seen: list[AdmissionAttributes] = []
+
+    def hook(attrs: AdmissionAttributes) -> AdmissionResult:
+        seen.append(attrs)
+        return AdmissionResult(warnings=[f"{attrs.operation} {attrs.resource}/{attrs.subresource}"])
+
+    api.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "scaled"},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "template": {"metadata": {"labels": {"a": "b"}}},
+            },
+        }
+    )
+    api.set_admission(hook)
+    path = "/apis/apps/v1/namespaces/default/deployments/scaled/scale"
+    reply = api.http("PATCH", path, {"spec": {"replicas": 4}}, "application/merge-patch+json")
+    assert reply.status == 200
+    assert reply.header_values("warning") == ['299 - "UPDATE deployments/scale"']
+    (attrs,) = seen
+    assert (attrs.group, attrs.version, attrs.resource, attrs.subresource) == (
+        "apps",
+        "v1",
+        "deployments",
+        "scale",
+    )
+    assert (attrs.kind, attrs.kind_group_version) == ("Scale", ("autoscaling", "v1"))
+    assert attrs.object is not None and attrs.object["spec"] == {"replicas": 4}
+    assert attrs.old_object is not None and attrs.old_object["spec"] == {"replicas": 1}
+    assert api.counters.writes(resource="deployments/scale") == 1
+    api.set_admission(None)

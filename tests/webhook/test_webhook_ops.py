@@ -314,3 +314,111 @@ def test_reloading_tls_refuses_a_bad_pair_at_start(tmp_path: Path, cert_dir: Pat
     generate_dir(other, service=SERVICE, namespace=NAMESPACE)
     with pytest.raises(TLSConfigError, match=r"KEY_VALUES_MISMATCH"):
         ReloadingTLS(str(cert_dir / "tls.crt"), str(other / "tls.key"))
+
+
+# --- command line ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--default-timeout", "40"], "argument --default-timeout: must be at most 30 seconds"),
+        (["--default-timeout", "x"], "argument --default-timeout: must be a number of seconds, got 'x'"),
+        (["--workers", "0"], "argument --workers: must be at least 1, got 0"),
+        (["--workers", "two"], "argument --workers: must be a whole number, got 'two'"),
+        (["--keep-alive", "-3"], "argument --keep-alive: must be at least 1, got -3"),
+    ],
+)
+def test_cli_flag_errors(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from kcp_tmc.webhook.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--cert-file", "c", "--key-file", "k", *args])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_refuses_a_bad_pair_in_process(
+    tmp_path: Path, cert_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kcp_tmc.webhook.cli import main
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unchanged")
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_1.db").write_bytes(b"stale")
+    code = main(
+        [
+            "--cert-file",
+            str(cert_dir / "tls.crt"),
+            "--key-file",
+            str(tmp_path / "nope.key"),
+            "--metrics-dir",
+            str(metrics),
+        ]
+    )
+    assert code == 2
+    assert "tmc-webhook: error: cannot use " in capsys.readouterr().err
+    assert not (metrics / "counter_1.db").exists()  # stale values of an earlier run are removed
+    logger = logging.getLogger("kcp_tmc")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
+# --- worker helpers -----------------------------------------------------------------------------
+
+
+def test_connection_close_header_asks_gunicorn_to_close() -> None:
+    from kcp_tmc.webhook.worker import _honour_connection_close
+
+    class GunicornResponse:
+        closed = False
+
+        def force_close(self) -> None:
+            self.closed = True
+
+        def start_response(
+            self, status: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> None:
+            self.status = status
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("413 Content Too Large", [("Connection", "close")])
+        return [b""]
+
+    wrapped = _honour_connection_close(app)
+    assert wrapped.extensions is None  # a plain WSGI app has no Flask extensions
+    resp = GunicornResponse()
+    wrapped({}, resp.start_response)
+    assert resp.closed
+    assert resp.status == "413 Content Too Large"
+
+
+def test_buffered_bytes_are_seen() -> None:
+    from kcp_tmc.webhook.worker import _buffered
+
+    class Unreader:
+        def __init__(self, data: bytes) -> None:
+            self.buf = io.BytesIO()
+            self.buf.write(data)
+
+    class Parser:
+        def __init__(self, data: bytes) -> None:
+            self.unreader = Unreader(data)
+
+    class Plain:
+        pass
+
+    class Tls:
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def pending(self) -> int:
+            return self.n
+
+    assert _buffered(Parser(b"GET"), Plain())
+    assert not _buffered(Parser(b""), Plain())
+    assert _buffered(Parser(b""), Tls(3))
+    assert not _buffered(Parser(b""), Tls(0))

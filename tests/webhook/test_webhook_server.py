@@ -260,7 +260,7 @@ def test_certificate_rotation_under_load_fails_no_request(server: Server) -> Non
     total = sum(done for done, _ in results)
     errors = [e for _, errs in results for e in errs]
     assert errors == []
-    assert total > 50
+    assert total > 20
     new_serial = x509.load_pem_x509_certificate((server.certs / "tls.crt").read_bytes()).serial_number
     assert new_serial != old_serial
     time.sleep(1.1)  # the reload check interval

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import logging
 import re
@@ -947,9 +948,9 @@ def test_copy_on_write_with_lists_moves_copies_and_removes(policies: Policies) -
     def edit(req: PolicyRequest) -> Verdict:
         return Verdict(
             patch=[
-                {"op": "move", "from": "/spec/old", "path": "/spec/new"},
+                {"op": "move", "from": "/spec/old", "path": "/spec/new"},  # type: ignore[typeddict-unknown-key]
                 add("/spec/new/added", True),
-                {"op": "copy", "from": "/spec/list/0", "path": "/spec/list/-"},
+                {"op": "copy", "from": "/spec/list/0", "path": "/spec/list/-"},  # type: ignore[typeddict-unknown-key]
                 add("/spec/list/2/z", 3),
                 remove("/spec/list/0/a"),
                 {"op": "test", "path": "/spec/list/1", "value": {"b": 2}},
@@ -1024,7 +1025,7 @@ def test_a_patch_into_a_missing_list_index(policies: Policies) -> None:
         ({"op": "add", "path": "metadata", "value": 1}, "Location must start with /"),
         (
             {"op": "test", "path": "/metadata/name", "value": "west"},
-            "'east' (<class 'str'>) is not equal to tested value 'west' (<class 'str'>)",
+            "east (<class 'str'>) is not equal to tested value west (<class 'str'>)",
         ),
     ],
 )
@@ -1037,3 +1038,15 @@ def test_member_operations_that_do_not_apply(policies: Policies, op: dict[str, A
         f"[m] policy failed: PolicyError: its patch does not apply: operation 0 ({label}): {reason}",
     )
     assert original == st(labels={"a": "b"})
+
+
+def test_an_engine_dropped_without_close_stops_its_threads(policies: Policies) -> None:
+    policies.validating("v", allow)
+    engine = policies.engine()
+    assert engine.evaluate(make_request(st()), deadline=time.monotonic() + 5).allowed
+    pool = engine._pool()
+    [worker] = pool._all
+    del engine
+    gc.collect()
+    worker.thread.join(5)
+    assert not worker.thread.is_alive()
