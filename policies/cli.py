@@ -512,13 +512,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Quiet(logging.Handler):
-    """Swallows the library's log records unless --verbose (the CLI reports what matters itself)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``tmc-policy`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     parser = _parser()
@@ -532,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
     else:
-        handler = _Quiet(logging.CRITICAL + 1)
+        # The response and the warnings above say what matters; without a handler of our own,
+        # Python's last-resort handler would print the library's error records as well.
+        handler = logging.NullHandler()
     logger = logging.getLogger("kcp_tmc")
     logger.addHandler(handler)
     saved_level = logger.level

@@ -63,8 +63,9 @@ def read_text(path: str | Path, *, stdin_name: str = "-") -> tuple[str, str]:
         raise DocumentError(source, None, "is a directory, not a file") from None
     except UnicodeDecodeError as exc:
         raise DocumentError(source, None, f"not UTF-8 text: {exc.reason}") from None
-    except OSError as exc:
-        raise DocumentError(source, None, f"cannot read the file: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a path with a NUL byte
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DocumentError(source, None, f"cannot read the file: {reason}") from None
 
 
 def parse_documents(text: str, source: str) -> list[Any]:

@@ -747,7 +747,8 @@ def _compare(expect: Expectation, outcome: Outcome) -> list[Check]:
                 + ", ".join(json.dumps(m) for m in missing)
                 + (f"; its messages: {' | '.join(texts)}" if texts and got == exp.result else "")
             )
-        checks.append(Check(exp.policy, exp.result, got, not problems, "; ".join(problems)))
+        passed = got == exp.result and not missing
+        checks.append(Check(exp.policy, exp.result, got, passed, "; ".join(problems)))
     if expect.messages:
         missing = _missing(expect.messages, outcome.denials)
         detail = ""

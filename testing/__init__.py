@@ -12,7 +12,7 @@ differs from kube-apiserver.
 
 from kcp_tmc.testing.errors import FieldError, StatusError
 from kcp_tmc.testing.instruments import Counters, Faults, WriteLog, WriteRecord
-from kcp_tmc.testing.server import FakeAPIServer
+from kcp_tmc.testing.server import FakeAPIServer, HTTPReply
 from kcp_tmc.testing.types import AdmissionAttributes, AdmissionHook, AdmissionResult, StoreReader
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "FakeAPIServer",
     "Faults",
     "FieldError",
+    "HTTPReply",
     "StatusError",
     "StoreReader",
     "WriteLog",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import http.client
 import io
 import json
 import os
@@ -46,6 +47,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from kcp_tmc.certs.generate import issue_for_names, new_ca, new_key
+from kcp_tmc.testing.server import HTTPReply
 
 __all__ = ["ASSETS_ENV", "EnvtestUnavailable", "RealAPIServer", "RealAPIServerError", "assets_dir"]
 
@@ -314,6 +316,38 @@ class RealAPIServer:
         except urllib.error.HTTPError:
             return False
         return any(r.get("name") == plural for r in discovery.get("resources") or ())
+
+    def http(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        token: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> HTTPReply:
+        """One raw HTTPS request like ``FakeAPIServer.http`` (admin token unless ``token``; ``""``: none)."""
+        context = ssl.create_default_context(cadata=self.ca_pem.decode())
+        port = self._layout.secure_port
+        connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
+        data = body.encode() if isinstance(body, str) else body
+        if data is not None and not isinstance(data, bytes):
+            data = json.dumps(data).encode()
+        sent = {"Accept": "application/json"}
+        if data is not None:
+            sent["Content-Type"] = content_type
+        chosen = self.admin_token if token is None else token
+        if chosen:
+            sent["Authorization"] = f"Bearer {chosen}"
+        sent.update(headers or {})
+        try:
+            connection.request(method, path, body=data, headers=sent)
+            raw = connection.getresponse()
+            payload = raw.read()
+            return HTTPReply(raw.status, [(k.lower(), v) for k, v in raw.getheaders()], payload)
+        finally:
+            connection.close()
 
     def request_json(
         self, method: str, path: str, body: Any = None, token: str | None = None

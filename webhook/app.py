@@ -103,6 +103,14 @@ def create_app(config: WebhookConfig | Mapping[str, Any] | None = None) -> Flask
             resp.headers["Allow"] = ", ".join(exc.valid_methods)
         return resp
 
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception) -> Response:
+        # Health and metrics only: the review routes answer every failure themselves.
+        log.exception("internal error")
+        return Response(
+            error_body(500, f"internal error: {type(exc).__name__}"), status=500, mimetype="application/json"
+        )
+
     if cfg.fast_path:
         app.wsgi_app = ReviewDispatcher(app.wsgi_app, service)  # type: ignore[method-assign]
     log.info(

@@ -225,6 +225,15 @@ class ReviewService:
 
     def serve(self, environ: Mapping[str, Any], route: Route) -> Answer:
         """The answer to one request on a review route (never raises)."""
+        try:
+            return self._serve(environ, route)
+        except Exception as exc:  # before the uid was known: nothing to echo, so a plain 400
+            log.exception("cannot answer a request on %s", route.webhook)
+            return _json_answer(
+                400, error_body(400, f"cannot handle the request: {type(exc).__name__}"), _CLOSE
+            )
+
+    def _serve(self, environ: Mapping[str, Any], route: Route) -> Answer:
         started = self.clock()
         webhook = "/mutate" if route.mutating else "/validate"
         try:
@@ -241,6 +250,8 @@ class ReviewService:
             data = json.loads(body)
         except ValueError as exc:  # includes bodies that are not UTF-8
             return self._bad(webhook, started, f"the body is not valid JSON: {exc}")
+        except RecursionError:
+            return self._bad(webhook, started, "the body is not valid JSON: it is nested too deeply")
         try:
             version, request = parse_review(data)
         except ReviewError as exc:

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from kcp_tmc.policies import SYNC_TARGET, FieldError, Mode, PolicyRequest, Registry, Verdict, mutating, validating
+from kcp_tmc.policies import (
+    SYNC_TARGET,
+    FieldError,
+    Mode,
+    PolicyRequest,
+    Registry,
+    Verdict,
+    mutating,
+    validating,
+)
 from kcp_tmc.policies.config import EngineConfig, PolicyConfig
 from kcp_tmc.policies.engine import UnknownPolicyError
 from kcp_tmc.policies.patches import set_map_entry
@@ -72,7 +81,7 @@ def load_error(tmp_path: Path, text: str) -> str:
 
 
 def test_a_full_suite_loads(tmp_path: Path) -> None:
-    write(tmp_path, f"apiVersion: v1\nkind: SyncTarget\nmetadata: {{name: peer}}\n", "res/peer.yaml")
+    write(tmp_path, "apiVersion: v1\nkind: SyncTarget\nmetadata: {name: peer}\n", "res/peer.yaml")
     write(tmp_path, f"kind: List\napiVersion: v1\nitems:\n- {ST}\n", "res/list.yaml")
     write(tmp_path, "policies: {needs-region: {mode: warn}}\n", "config.yaml")
     write(tmp_path, f"{ST}\n", "objects/a.yaml")
@@ -128,9 +137,18 @@ def test_a_full_suite_loads(tmp_path: Path) -> None:
         "status",
         "ns",
     )
-    assert (test.user, test.groups, test.dry_run, test.policies) == ("bob", ("g1", "g2"), True, ("needs-region",))
+    assert (test.user, test.groups, test.dry_run, test.policies) == (
+        "bob",
+        ("g1", "g2"),
+        True,
+        ("needs-region",),
+    )
     assert test.config is not None and test.config.default_cluster == "root:x"
-    assert test.old_object == {"apiVersion": "workload.kcp.io/v1alpha1", "kind": "SyncTarget", "metadata": {"name": "a"}}
+    assert test.old_object == {
+        "apiVersion": "workload.kcp.io/v1alpha1",
+        "kind": "SyncTarget",
+        "metadata": {"name": "a"},
+    }
     assert test.expect.allowed is True
     assert test.expect.messages == ("one",)
     assert test.expect.warnings == ("w1", "w2")
@@ -141,9 +159,17 @@ def test_a_full_suite_loads(tmp_path: Path) -> None:
 
 
 def test_defaults_of_a_minimal_suite(tmp_path: Path) -> None:
-    path = write(tmp_path, f"tests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n", "mine/tmc-test.yaml")
+    path = write(
+        tmp_path, f"tests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n", "mine/tmc-test.yaml"
+    )
     suite = load_suite(path)
-    assert (suite.name, suite.requires, suite.policies, suite.config, suite.resources) == ("mine", (), None, None, ())
+    assert (suite.name, suite.requires, suite.policies, suite.config, suite.resources) == (
+        "mine",
+        (),
+        None,
+        None,
+        (),
+    )
     (test,) = suite.tests
     assert (test.operation, test.user, test.groups, test.dry_run, test.sub_resource, test.namespace) == (
         "CREATE",
@@ -156,7 +182,10 @@ def test_defaults_of_a_minimal_suite(tmp_path: Path) -> None:
 
 
 def test_timestamps_stay_strings(tmp_path: Path) -> None:
-    text = "tests:\n- name: t\n  object: {apiVersion: v1, kind: X, spec: {t: 2024-01-02T15:04:05Z}}\n  expect: {allowed: true}\n"
+    text = (
+        "tests:\n- name: t\n  object: {apiVersion: v1, kind: X, spec: {t: 2024-01-02T15:04:05Z}}\n"
+        "  expect: {allowed: true}\n"
+    )
     suite = load_suite(write(tmp_path, text))
     assert suite.tests[0].object == {"apiVersion": "v1", "kind": "X", "spec": {"t": "2024-01-02T15:04:05Z"}}
 
@@ -168,58 +197,174 @@ _TEST = f"- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n"
     ("text", "message"),
     [
         ("", "tmc-test.yaml: the suite is empty; it needs at least a list of tests"),
-        ("a: [", "tmc-test.yaml:1: not valid YAML: while parsing a flow node, expected the node content, but found '<stream end>'"),
-        ("a: \x07", "tmc-test.yaml: not valid YAML: unacceptable character #x0007: special characters are not allowed\n  in \"<unicode string>\", position 3"),
-        ("tests: []\n---\ntests: []\n", "tmc-test.yaml:2: not valid YAML: expected a single document in the stream, but found another document"),
+        (
+            "a: [",
+            "tmc-test.yaml:1: not valid YAML: while parsing a flow node, expected the node content, but "
+            "found '<stream end>'",
+        ),
+        (
+            "a: \x07",
+            "tmc-test.yaml: not valid YAML: unacceptable character #x0007: special characters are not "
+            'allowed\n  in "<unicode string>", position 3',
+        ),
+        (
+            "tests: []\n---\ntests: []\n",
+            "tmc-test.yaml:2: not valid YAML: expected a single document in the stream, but found "
+            "another document",
+        ),
         ("- a\n", "tmc-test.yaml:1: the suite must be a mapping (got a list)"),
         ("1: a\n", "tmc-test.yaml:1: the suite: keys must be strings (got 1)"),
         ("name: a\nname: b\n", "tmc-test.yaml:2: the suite: duplicate key 'name'"),
-        ("nmae: a\n", "tmc-test.yaml:1: the suite: unknown key 'nmae' (expected one of apiVersion, kind, name, description, requires, policies, config, resources, tests)"),
+        (
+            "nmae: a\n",
+            "tmc-test.yaml:1: the suite: unknown key 'nmae' (expected one of apiVersion, kind, name, "
+            "description, requires, policies, config, resources, tests)",
+        ),
         ("apiVersion: v1\n", "tmc-test.yaml:1: apiVersion must be tmc.kcp.io/v1alpha1 (got 'v1')"),
         ("kind: Test\n", "tmc-test.yaml:1: kind must be PolicyTest (got 'Test')"),
         ("name: 5\n", "tmc-test.yaml:1: name must be a non-empty string (got 5)"),
         ("name: ''\n", "tmc-test.yaml:1: name must be a non-empty string (got '')"),
         ("requires: a\n", "tmc-test.yaml:1: requires must be a list of strings (got 'a')"),
         ("requires: [a, null]\n", "tmc-test.yaml:1: requires[1] must be a non-empty string (got null)"),
-        ("policies: []\n", "tmc-test.yaml:1: policies must name at least one policy (leave it out to run them all)"),
-        ("config: [a]\n", "tmc-test.yaml:1: config must be a file name or an inline configuration (got a list)"),
+        (
+            "policies: []\n",
+            "tmc-test.yaml:1: policies must name at least one policy (leave it out to run them all)",
+        ),
+        (
+            "config: [a]\n",
+            "tmc-test.yaml:1: config must be a file name or an inline configuration (got a list)",
+        ),
         ("config: missing.yaml\n", "tmc-test.yaml:1: config: missing.yaml: no such file"),
-        ("config:\n  policies:\n    x: {mode: loud}\n", "tmc-test.yaml:3: config: policies.x.mode must be one of enforce, warn, audit (got 'loud')"),
-        ("config: {defaultCluster: 1}\n", "tmc-test.yaml:1: config: defaultCluster must be a non-empty string (got 1)"),
-        ("resources: a.yaml\n", "tmc-test.yaml:1: resources must be a list of file names or inline objects (got 'a.yaml')"),
+        (
+            "config:\n  policies:\n    x: {mode: loud}\n",
+            "tmc-test.yaml:3: config: policies.x.mode must be one of enforce, warn, audit (got 'loud')",
+        ),
+        (
+            "config: {defaultCluster: 1}\n",
+            "tmc-test.yaml:1: config: defaultCluster must be a non-empty string (got 1)",
+        ),
+        (
+            "resources: a.yaml\n",
+            "tmc-test.yaml:1: resources must be a list of file names or inline objects (got 'a.yaml')",
+        ),
         ("resources: [missing.yaml]\n", "tmc-test.yaml:1: resources[0]: missing.yaml: no such file"),
         ("resources: [5]\n", "tmc-test.yaml:1: resources[0] must be a file name or an inline object (got 5)"),
-        ("resources: [{kind: X}]\n", "tmc-test.yaml:1: resources[0] must have a string apiVersion, like any Kubernetes object"),
+        (
+            "resources: [{kind: X}]\n",
+            "tmc-test.yaml:1: resources[0] must have a string apiVersion, like any Kubernetes object",
+        ),
         ("name: a\n", "tmc-test.yaml:1: tests is missing: a suite needs a list of tests"),
         ("tests: []\n", "tmc-test.yaml:1: tests must be a non-empty list (got a list)"),
         ("tests: {}\n", "tmc-test.yaml:1: tests must be a non-empty list (got a mapping)"),
         ("tests: [a]\n", "tmc-test.yaml:1: tests[0] must be a mapping (got 'a')"),
         ("tests:\n- {object: a}\n", "tmc-test.yaml:2: tests[0].name is missing: give every test a name"),
-        ("tests:\n- {name: t, bogus: 1}\n", "tmc-test.yaml:2: tests[0]: unknown key 'bogus' (expected one of name, description, object, oldObject, operation, subResource, namespace, user, groups, dryRun, policies, config, resources, expect)"),
+        (
+            "tests:\n- {name: t, bogus: 1}\n",
+            "tmc-test.yaml:2: tests[0]: unknown key 'bogus' (expected one of name, description, object, "
+            "oldObject, operation, subResource, namespace, user, groups, dryRun, policies, config, "
+            "resources, expect)",
+        ),
         ("tests:\n" + _TEST + _TEST, "tmc-test.yaml:5: tests[1]: duplicate test name 't' (first at line 2)"),
-        ("tests:\n- {name: t, operation: PATCH}\n", "tmc-test.yaml:2: tests[0].operation must be one of CREATE, UPDATE, DELETE, CONNECT (got 'PATCH')"),
-        ("tests:\n- {name: t, operation: [CREATE]}\n", "tmc-test.yaml:2: tests[0].operation must be one of CREATE, UPDATE, DELETE, CONNECT (got a list)"),
-        ("tests:\n- {name: t}\n", "tmc-test.yaml:2: tests[0].object is missing: name a file or write the object inline"),
-        ("tests:\n- {name: t, object: [a]}\n", "tmc-test.yaml:2: tests[0].object must be a file name or an inline object (got a list)"),
-        ("tests:\n- {name: t, object: {kind: X}}\n", "tmc-test.yaml:2: tests[0].object must have a string apiVersion, like any Kubernetes object"),
-        ("tests:\n- {name: t, object: {apiVersion: v1, kind: ''}}\n", "tmc-test.yaml:2: tests[0].object must have a string kind, like any Kubernetes object"),
-        ("tests:\n- {name: t, object: {apiVersion: v1, kind: X, t: !!binary aGk=}}\n", "tmc-test.yaml:2: tests[0].object cannot be read: could not determine a constructor for the tag 'tag:yaml.org,2002:binary'"),
-        ("tests:\n- {name: t, object: missing.yaml}\n", "tmc-test.yaml:2: tests[0].object: missing.yaml: no such file"),
-        (f"tests:\n- {{name: t, operation: DELETE, object: {ST}}}\n", "tmc-test.yaml:2: tests[0].object: a DELETE request carries no object; put the object being deleted under oldObject"),
-        ("tests:\n- {name: t, operation: DELETE}\n", "tmc-test.yaml:2: tests[0].oldObject is missing: a DELETE test needs the object being deleted"),
-        (f"tests:\n- {{name: t, operation: UPDATE, object: {ST}}}\n", "tmc-test.yaml:2: tests[0].oldObject is missing: an UPDATE test needs the object as it was stored"),
-        (f"tests:\n- {{name: t, object: {ST}, oldObject: {ST}}}\n", "tmc-test.yaml:2: tests[0].oldObject: a CREATE request has no old object"),
-        (f"tests:\n- {{name: t, object: {ST}}}\n", "tmc-test.yaml:2: tests[0].expect is missing: say what the test expects"),
-        (f"tests:\n- {{name: t, object: {ST}, expect: {{}}}}\n", "tmc-test.yaml:2: tests[0].expect must check something: allowed, messages, warnings, policies, patchedObject"),
-        (f"tests:\n- {{name: t, object: {ST}, expect: {{allowed: yes please}}}}\n", "tmc-test.yaml:2: tests[0].expect.allowed must be true or false (got 'yes please')"),
-        (f"tests:\n- {{name: t, object: {ST}, expect: {{messages: 5}}}}\n", "tmc-test.yaml:2: tests[0].expect.messages must be a string or a list of strings (got 5)"),
-        (f"tests:\n- {{name: t, object: {ST}, expect: {{policies: {{}}}}}}\n", "tmc-test.yaml:2: tests[0].expect.policies must name at least one policy"),
-        (f"tests:\n- {{name: t, object: {ST}, expect: {{policies: {{p: dney}}}}}}\n", "tmc-test.yaml:2: tests[0].expect.policies.p must be one of allow, deny, warn, audit, error, exempt, skip (got 'dney')"),
-        (f"tests:\n- {{name: t, object: {ST}, expect: {{policies: {{p: {{messages: x}}}}}}}}\n", "tmc-test.yaml:2: tests[0].expect.policies.p.result is missing: one of allow, deny, warn, audit, error, exempt, skip"),
-        (f"tests:\n- {{name: t, object: {ST}, expect: {{policies: {{p: {{result: 1}}}}}}}}\n", "tmc-test.yaml:2: tests[0].expect.policies.p.result must be one of allow, deny, warn, audit, error, exempt, skip (got 1)"),
-        (f"tests:\n- {{name: t, object: {ST}, dryRun: 1, expect: {{allowed: true}}}}\n", "tmc-test.yaml:2: tests[0].dryRun must be true or false (got 1)"),
-        (f"tests:\n- {{name: t, object: {ST}, groups: g, expect: {{allowed: true}}}}\n", "tmc-test.yaml:2: tests[0].groups must be a list of strings (got 'g')"),
-        (f"tests:\n- {{name: t, object: {ST}, policies: [], expect: {{allowed: true}}}}\n", "tmc-test.yaml:2: tests[0].policies must name at least one policy (leave it out to run them all)"),
+        (
+            "tests:\n- {name: t, operation: PATCH}\n",
+            "tmc-test.yaml:2: tests[0].operation must be one of CREATE, UPDATE, DELETE, CONNECT (got "
+            "'PATCH')",
+        ),
+        (
+            "tests:\n- {name: t, operation: [CREATE]}\n",
+            "tmc-test.yaml:2: tests[0].operation must be one of CREATE, UPDATE, DELETE, CONNECT (got a list)",
+        ),
+        (
+            "tests:\n- {name: t}\n",
+            "tmc-test.yaml:2: tests[0].object is missing: name a file or write the object inline",
+        ),
+        (
+            "tests:\n- {name: t, object: [a]}\n",
+            "tmc-test.yaml:2: tests[0].object must be a file name or an inline object (got a list)",
+        ),
+        (
+            "tests:\n- {name: t, object: {kind: X}}\n",
+            "tmc-test.yaml:2: tests[0].object must have a string apiVersion, like any Kubernetes object",
+        ),
+        (
+            "tests:\n- {name: t, object: {apiVersion: v1, kind: ''}}\n",
+            "tmc-test.yaml:2: tests[0].object must have a string kind, like any Kubernetes object",
+        ),
+        (
+            "tests:\n- {name: t, object: {apiVersion: v1, kind: X, t: !!binary aGk=}}\n",
+            "tmc-test.yaml:2: tests[0].object cannot be read: could not determine a constructor for the "
+            "tag 'tag:yaml.org,2002:binary'",
+        ),
+        (
+            "tests:\n- {name: t, object: missing.yaml}\n",
+            "tmc-test.yaml:2: tests[0].object: missing.yaml: no such file",
+        ),
+        (
+            f"tests:\n- {{name: t, operation: DELETE, object: {ST}}}\n",
+            "tmc-test.yaml:2: tests[0].object: a DELETE request carries no object; put the object being "
+            "deleted under oldObject",
+        ),
+        (
+            "tests:\n- {name: t, operation: DELETE}\n",
+            "tmc-test.yaml:2: tests[0].oldObject is missing: a DELETE test needs the object being deleted",
+        ),
+        (
+            f"tests:\n- {{name: t, operation: UPDATE, object: {ST}}}\n",
+            "tmc-test.yaml:2: tests[0].oldObject is missing: an UPDATE test needs the object as it was "
+            "stored",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, oldObject: {ST}}}\n",
+            "tmc-test.yaml:2: tests[0].oldObject: a CREATE request has no old object",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}}}\n",
+            "tmc-test.yaml:2: tests[0].expect is missing: say what the test expects",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, expect: {{}}}}\n",
+            "tmc-test.yaml:2: tests[0].expect must check something: allowed, messages, warnings, "
+            "policies, patchedObject",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, expect: {{allowed: yes please}}}}\n",
+            "tmc-test.yaml:2: tests[0].expect.allowed must be true or false (got 'yes please')",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, expect: {{messages: 5}}}}\n",
+            "tmc-test.yaml:2: tests[0].expect.messages must be a string or a list of strings (got 5)",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, expect: {{policies: {{}}}}}}\n",
+            "tmc-test.yaml:2: tests[0].expect.policies must name at least one policy",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, expect: {{policies: {{p: dney}}}}}}\n",
+            "tmc-test.yaml:2: tests[0].expect.policies.p must be one of allow, deny, warn, audit, error, "
+            "exempt, skip (got 'dney')",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, expect: {{policies: {{p: {{messages: x}}}}}}}}\n",
+            "tmc-test.yaml:2: tests[0].expect.policies.p.result is missing: one of allow, deny, warn, "
+            "audit, error, exempt, skip",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, expect: {{policies: {{p: {{result: 1}}}}}}}}\n",
+            "tmc-test.yaml:2: tests[0].expect.policies.p.result must be one of allow, deny, warn, audit, "
+            "error, exempt, skip (got 1)",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, dryRun: 1, expect: {{allowed: true}}}}\n",
+            "tmc-test.yaml:2: tests[0].dryRun must be true or false (got 1)",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, groups: g, expect: {{allowed: true}}}}\n",
+            "tmc-test.yaml:2: tests[0].groups must be a list of strings (got 'g')",
+        ),
+        (
+            f"tests:\n- {{name: t, object: {ST}, policies: [], expect: {{allowed: true}}}}\n",
+            "tmc-test.yaml:2: tests[0].policies must name at least one policy (leave it out to run them all)",
+        ),
     ],
 )
 def test_bad_suites_are_refused_with_file_line_and_reason(tmp_path: Path, text: str, message: str) -> None:
@@ -296,7 +441,10 @@ def test_passing_checks(tmp_path: Path) -> None:
         tests:
         - name: labelled
           user: bob
-          object: {{apiVersion: workload.kcp.io/v1alpha1, kind: SyncTarget, metadata: {{name: a, labels: {{region: x}}}}}}
+          object:
+            apiVersion: workload.kcp.io/v1alpha1
+            kind: SyncTarget
+            metadata: {{name: a, labels: {{region: x}}}}
           expect:
             allowed: true
             policies:
@@ -329,7 +477,9 @@ def test_passing_checks(tmp_path: Path) -> None:
 
 
 def test_resources_reach_the_policies_through_the_lookup(tmp_path: Path) -> None:
-    labelled = "{apiVersion: workload.kcp.io/v1alpha1, kind: SyncTarget, metadata: {name: a, labels: {region: x}}}"
+    labelled = (
+        "{apiVersion: workload.kcp.io/v1alpha1, kind: SyncTarget, metadata: {name: a, labels: {region: x}}}"
+    )
     result = run(
         tmp_path,
         f"""
@@ -374,7 +524,13 @@ def test_failing_checks_say_why(tmp_path: Path) -> None:
     wrong, message_only = result.tests
     assert not wrong.passed and not message_only.passed
     assert [(c.policy, c.expected, c.got, c.passed, c.detail) for c in wrong.checks] == [
-        ("(allowed)", "allowed", "denied", False, "message: [needs-region] metadata.labels.region: is required"),
+        (
+            "(allowed)",
+            "allowed",
+            "denied",
+            False,
+            "message: [needs-region] metadata.labels.region: is required",
+        ),
         ("needs-region", "allow", "deny", False, "its messages: metadata.labels.region: is required"),
         ("add-owner", "allow", "allow", False, 'no message contains "nope"'),
         (
@@ -412,11 +568,18 @@ def test_a_policy_that_does_not_handle_the_request_is_a_skip(tmp_path: Path) -> 
           object: {apiVersion: scheduling.kcp.io/v1alpha1, kind: Location, metadata: {name: l}}
           expect:
             policies: {needs-region: deny}
+        - name: expected to warn, but it allows without a word
+          object:
+            {apiVersion: workload.kcp.io/v1alpha1, kind: SyncTarget, metadata: {name: a, labels: {region: x}}}
+          resources: [{apiVersion: workload.kcp.io/v1alpha1, kind: SyncTarget, metadata: {name: peer}}]
+          expect:
+            policies: {needs-region: warn}
         """,
     )
     assert [(c.got, c.passed, c.detail) for t in result.tests for c in t.checks] == [
         ("skip", True, ""),
         ("skip", False, "the policy does not handle this kind, operation or subresource"),
+        ("allow", False, ""),
     ]
 
 
@@ -460,7 +623,8 @@ def test_a_failing_policy_is_an_error(tmp_path: Path) -> None:
 
     result = run(
         tmp_path,
-        f"tests:\n- name: t\n  object: {ST}\n  expect: {{policies: {{broken: {{result: error, messages: 'RuntimeError: boom'}}}}}}\n",
+        f"tests:\n- name: t\n  object: {ST}\n  expect: {{policies: {{broken: {{result: error, messages: "
+        "'RuntimeError: boom'}}}\n",
         registry,
     )
     assert result.passed
@@ -489,20 +653,30 @@ def test_restricting_policies_drops_the_configuration_of_the_others(tmp_path: Pa
 
 
 def test_build_engine_refuses_unknown_names() -> None:
-    with pytest.raises(UnknownPolicyError, match="unknown policy 'nope' \\(known: add-owner, needs-region\\)"):
+    with pytest.raises(
+        UnknownPolicyError, match="unknown policy 'nope' \\(known: add-owner, needs-region\\)"
+    ):
         build_engine(toy(), None, ["nope"])
-    engine = build_engine(toy(), EngineConfig(policies={"needs-region": PolicyConfig(mode=Mode.AUDIT)}), ["add-owner"])
+    engine = build_engine(
+        toy(), EngineConfig(policies={"needs-region": PolicyConfig(mode=Mode.AUDIT)}), ["add-owner"]
+    )
     assert [p.name for p in engine.policies] == ["add-owner"]
 
 
 def test_unmet_requires_skip_the_suite(tmp_path: Path) -> None:
-    result = run(tmp_path, f"requires: [region-label, other]\ntests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n")
+    result = run(
+        tmp_path,
+        f"requires: [region-label, other]\ntests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n",
+    )
     assert (result.skipped, result.tests, result.passed) == (
         "requires region-label, other, which are not installed",
         (),
         True,
     )
-    result = run(tmp_path, f"requires: [region-label]\ntests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n")
+    result = run(
+        tmp_path,
+        f"requires: [region-label]\ntests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n",
+    )
     assert result.skipped == "requires region-label, which is not installed"
 
 
@@ -519,10 +693,12 @@ def test_unmet_requires_skip_the_suite(tmp_path: Path) -> None:
         ),
         (
             f"tests:\n- name: t\n  object: {ST}\n  expect:\n    policies:\n      nope: allow\n",
-            "tmc-test.yaml:6: test 't': expect.policies: unknown policy 'nope' (known: add-owner, needs-region)",
+            "tmc-test.yaml:6: test 't': expect.policies: unknown policy 'nope' (known: add-owner, "
+            "needs-region)",
         ),
         (
-            f"policies: [add-owner]\ntests:\n- name: t\n  object: {ST}\n  expect:\n    policies:\n      needs-region: allow\n",
+            f"policies: [add-owner]\ntests:\n- name: t\n  object: {ST}\n  expect:\n    policies:\n      "
+            "needs-region: allow\n",
             "tmc-test.yaml:7: test 't': expect.policies: 'needs-region' does not run in this test (it runs "
             "add-owner); add it to policies or remove the expectation",
         ),
@@ -532,7 +708,8 @@ def test_unmet_requires_skip_the_suite(tmp_path: Path) -> None:
         ),
         (
             f"config: cfg.yaml\ntests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n",
-            "tmc-test.yaml: config: cfg.yaml:2: policies.nope: unknown policy 'nope' (known: add-owner, needs-region)",
+            "tmc-test.yaml: config: cfg.yaml:2: policies.nope: unknown policy 'nope' (known: add-owner, "
+            "needs-region)",
         ),
     ],
 )
@@ -544,9 +721,15 @@ def test_unknown_policy_names_make_a_bad_suite(tmp_path: Path, text: str, messag
 
 
 def test_run_suites_keeps_going_after_a_bad_suite(tmp_path: Path) -> None:
-    good = write(tmp_path, f"tests:\n- name: t\n  object: {ST}\n  expect: {{allowed: false}}\n", "good/tmc-test.yaml")
+    good = write(
+        tmp_path, f"tests:\n- name: t\n  object: {ST}\n  expect: {{allowed: false}}\n", "good/tmc-test.yaml"
+    )
     bad = write(tmp_path, "tests: 5\n", "bad/tmc-test.yaml")
-    unknown = write(tmp_path, f"policies: [x]\ntests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n", "u/tmc-test.yaml")
+    unknown = write(
+        tmp_path,
+        f"policies: [x]\ntests:\n- name: t\n  object: {ST}\n  expect: {{allowed: true}}\n",
+        "u/tmc-test.yaml",
+    )
     results = run_suites([bad, good, unknown], toy())
     assert [(r.name, r.passed, str(r.error) if r.error else None) for r in results] == [
         (str(bad), False, f"{bad}:1: tests must be a non-empty list (got 5)"),
@@ -579,7 +762,7 @@ def test_junit_xml(tmp_path: Path) -> None:
             ),
         ),
         SuiteResult("k.yaml", "k", skipped="requires p, which is not installed"),
-        SuiteResult("e.yaml", "e.yaml", error=SuiteError("e.yaml", 3, "tests must be a non-empty list (got 5)")),
+        SuiteResult("e.yaml", "e", error=SuiteError("e.yaml", 3, "tests must be a non-empty list (got 5)")),
     ]
     path = tmp_path / "junit.xml"
     junit_xml(results).write(path, encoding="utf-8", xml_declaration=True)
@@ -600,8 +783,8 @@ def test_junit_xml(tmp_path: Path) -> None:
               <skipped message="requires p, which is not installed" />
             </testcase>
           </testsuite>
-          <testsuite name="e.yaml" file="e.yaml" tests="1" failures="0" errors="1" skipped="0" time="0.000000">
-            <testcase classname="e.yaml" name="(load)" time="0">
+          <testsuite name="e" file="e.yaml" tests="1" failures="0" errors="1" skipped="0" time="0.000000">
+            <testcase classname="e" name="(load)" time="0">
               <error message="e.yaml:3: tests must be a non-empty list (got 5)" type="SuiteError" />
             </testcase>
           </testsuite>

@@ -758,3 +758,40 @@ def test_dispatcher_owns_nothing_it_is_given(hook: StubWebhook, store: Store) ->
     result = WebhookDispatcher(store).admit(given)
     assert given.object == before
     assert result.object == configmap(x="1")
+
+
+def test_v1beta1_mutating_patch_without_patch_type_is_a_json_patch(hook: StubWebhook, store: Store) -> None:
+    ops = base64.b64encode(json.dumps([{"op": "add", "path": "/data/b", "value": "1"}]).encode()).decode()
+    hook.on("/m", lambda review: {"response": {"uid": "ignored", "allowed": True, "patch": ops}})
+    register(store, "mutating", "m", webhook(hook, "m", "/m", admissionReviewVersions=["v1beta1"]))
+    assert WebhookDispatcher(store).admit(attrs()).object == configmap(b="1")
+
+
+@pytest.mark.parametrize(
+    ("patch", "reason"),
+    [
+        ("!!notbase64", "illegal base64 data: "),
+        (base64.b64encode(b"[not json").decode(), "Expecting value: "),
+        (
+            base64.b64encode(b'"text"').decode(),
+            "json: cannot unmarshal string into Go value of type jsonpatch.Patch",
+        ),
+    ],
+)
+def test_undecodable_patches(hook: StubWebhook, store: Store, patch: str, reason: str) -> None:
+    hook.on("/m", with_uid(allowed=True, patch=patch, patchType="JSONPatch"))
+    register(store, "mutating", "m", webhook(hook, "m", "/m"))
+    status = WebhookDispatcher(store).admit(attrs()).status
+    assert status is not None and status["code"] == 500
+    assert status["message"].startswith(
+        'Internal error occurred: failed calling webhook "m": '
+        f"received undecodable patch in webhook response: {reason}"
+    )
+
+
+def test_patch_replacing_the_whole_object_with_a_list(hook: StubWebhook, store: Store) -> None:
+    hook.on("/m", lambda review: allow(review, patch=[{"op": "replace", "path": "", "value": [1]}]))
+    register(store, "mutating", "m", webhook(hook, "m", "/m"))
+    assert WebhookDispatcher(store).admit(attrs()).status == internal(
+        "Object 'Kind' is missing in the patched object"
+    )

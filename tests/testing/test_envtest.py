@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import sys
 from pathlib import Path
@@ -255,6 +256,11 @@ def test_start_install_crd_and_stop_with_stand_in_binaries(assets: Path, tmp_pat
         installed = api.install_crd(crd)
         assert installed["status"]["conditions"][0]["type"] == "Established"
         assert api.request_json("GET", "/readyz") == {}
+        reply = api.http("GET", "/readyz")
+        assert (reply.status, reply.json(), reply.header("content-type")) == (200, {}, "application/json")
+        assert api.http("GET", "/readyz", token="").status == 401
+        posted = api.http("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json.dumps(crd))
+        assert posted.status == 201
         assert api.api_client().configuration.host == api.url
     assert root is not None and not root.exists()
 

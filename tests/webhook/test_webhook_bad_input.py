@@ -235,3 +235,23 @@ def test_bad_input_is_counted_as_invalid(client: FlaskClient) -> None:
         'tmc_admission_requests_total{kind="other",operation="other",outcome="invalid",'
         'webhook="/validate"} 2.0' in text
     )
+
+
+def test_deeply_nested_json_is_400(client: FlaskClient) -> None:
+    body = b"[" * 200_000 + b"]" * 200_000
+    refused(post(client, "/validate", body), 400, "the body is not valid JSON: it is nested too deeply")
+
+
+def test_a_broken_environ_is_still_answered(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture
+) -> None:
+    from kcp_tmc.webhook.review import Route
+
+    service = make_app().extensions["kcp_tmc.webhook"].service
+    status, headers, body = service.serve(
+        {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json"}, Route(False, None)
+    )
+    assert status == "400 Bad Request"
+    assert ("Connection", "close") in headers
+    assert json.loads(body)["message"] == "cannot handle the request: KeyError"
+    assert "cannot answer a request on /validate" in caplog.text

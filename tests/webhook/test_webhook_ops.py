@@ -422,3 +422,19 @@ def test_buffered_bytes_are_seen() -> None:
     assert not _buffered(Parser(b""), Plain())
     assert _buffered(Parser(b""), Tls(3))
     assert not _buffered(Parser(b""), Tls(0))
+
+
+def test_a_failing_metrics_collection_is_a_json_500(
+    make_app: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app()
+    metrics = app.extensions["kcp_tmc.webhook"].metrics
+
+    def broken() -> bytes:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(metrics, "render", broken)
+    resp = app.test_client().get("/metrics")
+    assert resp.status_code == 500
+    assert resp.get_json()["message"] == "internal error: OSError"
+    assert "internal error" in caplog.text
