@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from kcp_tmc.policies.admission import OPERATIONS, AdmissionRequest, Operation
+from kcp_tmc.policies.admission import OPERATIONS, AdmissionRequest, AdmissionReview, Operation
 from kcp_tmc.policies.config import ConfigError, EngineConfig, load_config
 from kcp_tmc.policies.documents import DocumentError, describe, load_documents
 from kcp_tmc.policies.engine import Engine, Phase, UnknownPolicyError
@@ -147,8 +147,8 @@ def _groups(values: Sequence[str] | None) -> list[str]:
     return [g.strip() for v in values or () for g in v.split(",") if g.strip()]
 
 
-def _request(args: argparse.Namespace) -> tuple[str, AdmissionRequest, bool]:
-    """The review's version, its request, and whether FILE was a review (not a plain object)."""
+def _request(args: argparse.Namespace) -> tuple[str, AdmissionRequest]:
+    """The review's ``apiVersion`` and its request: FILE's own, or one built around FILE's object."""
     value, source = _one_document(args.file)
     if isinstance(value, dict) and value.get("kind") == "AdmissionReview":
         given = [flag for attr, flag in _REQUEST_OPTIONS if getattr(args, attr, None) not in (None, False)]
@@ -161,17 +161,18 @@ def _request(args: argparse.Namespace) -> tuple[str, AdmissionRequest, bool]:
             version, request = parse_review(value)
         except ReviewError as exc:
             raise UsageError(f"{source}: not a valid AdmissionReview: {exc}") from None
-        return version, request, True
+        return version, request
     if not _is_object(value):
         raise UsageError(
             f"{source}: neither an AdmissionReview nor a Kubernetes object: an object needs a string "
             f"apiVersion and kind (got {_got(value)})"
         )
     review = _scaffold(args, value)
-    return review["apiVersion"], review["request"], False
+    return review["apiVersion"], review["request"]
 
 
-def _scaffold(args: argparse.Namespace, obj: Object) -> Any:
+def _scaffold(args: argparse.Namespace, obj: Object) -> AdmissionReview:
+    """The review the apiserver would send for ``obj`` with the request options of ``args``."""
     operation: Operation = args.operation or "CREATE"
     old: Object | None = None
     if args.old_object is not None:
@@ -188,11 +189,12 @@ def _scaffold(args: argparse.Namespace, obj: Object) -> Any:
             )
     elif operation == "UPDATE":
         raise UsageError("--operation UPDATE needs --old-object FILE, the object as stored before the update")
+    sent: Object | None = obj
     if operation == "DELETE":
         # The apiserver sends the object being deleted as oldObject, and no object.
-        obj, old = None, obj  # type: ignore[assignment]
+        sent, old = None, obj
     return make_review(
-        obj,
+        sent,
         operation=operation,
         old=old,
         user=args.user or "alice",
@@ -220,7 +222,7 @@ def _report_plugin_errors(errors: Sequence[PluginError]) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    version, request, _ = _request(args)
+    version, request = _request(args)
     config = _read_config(args.config)
     lookup = StaticLookup(_read_resources(args.resource or ()))
     registry, errors = load_registry()

@@ -648,13 +648,20 @@ def _unescape(value: str) -> str:
 
 
 def parse_field_selector(
-    text: str, supported: Collection[str] | None = DEFAULT_FIELD_SELECTOR_FIELDS
+    text: str,
+    supported: Collection[str] | None = DEFAULT_FIELD_SELECTOR_FIELDS,
+    *,
+    kind_specific: bool = False,
 ) -> FieldSelector:
     """Parses a field selector (``fields.ParseSelector``); raises :class:`SelectorError`.
 
-    ``supported`` lists the field labels the resource accepts; any other one is
-    refused with the apiserver's ``field label not supported: <field>``.  Pass
-    ``None`` to accept every field (matching then reads the dotted path).
+    ``supported`` lists the field labels the resource accepts (``None`` accepts
+    every field; matching then reads the dotted path).  Any other field is
+    refused in the apiserver's words: kinds with their own field-label
+    conversion (``kind_specific=True``: pods, nodes, namespaces, secrets,
+    services, events) say ``field label not supported: <field>``; every other
+    kind, custom resources included, says ``"<field>" is not a known field
+    selector: only "metadata.name", "metadata.namespace"``.
     """
     requirements: list[FieldRequirement] = []
     for term in sorted(_split_terms(text)) if text else ():
@@ -671,6 +678,10 @@ def parse_field_selector(
         requirements.append(FieldRequirement(field, op, value))
     if supported is not None:
         for requirement in requirements:
-            if requirement.field not in supported:
+            if requirement.field in supported:
+                continue
+            if kind_specific:
                 raise SelectorError(f"field label not supported: {requirement.field}")
+            known = ", ".join(_go_quote(f) for f in supported)
+            raise SelectorError(f"{_go_quote(requirement.field)} is not a known field selector: only {known}")
     return FieldSelector(tuple(requirements))

@@ -199,7 +199,8 @@ def build_controllers(
         controllers.append(
             SyncTargetController(
                 logical_cluster=opts.logical_cluster,
-                shard_urls=shards if "synctarget" in opts.controllers else [],
+                shard_urls=shards,
+                workspaces="synctarget" in opts.controllers,
                 heartbeat_threshold=threshold if "heartbeat" in opts.controllers else None,
                 synced_resources="syncedresources" in opts.controllers,
                 partitions=partitions,

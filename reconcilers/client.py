@@ -13,6 +13,7 @@ the reconcilers act on), and :class:`Unreachable` (no answer at all).
 
 from __future__ import annotations
 
+import base64
 import gc
 import json
 import threading
@@ -124,6 +125,7 @@ class KubeClient:
         configuration.retries = False
         self._api: Any = k8s_client.ApiClient(configuration=configuration)
         self.host: str = configuration.host
+        self._ca_file: str | None = configuration.ssl_ca_cert
         self.timeout = timeout
         self._lock = threading.Lock()
         #: Requests sent, and seconds spent waiting for their answers (for metrics and benchmarks).
@@ -166,6 +168,17 @@ class KubeClient:
         except ConfigException as exc:
             raise InvalidKubeconfig(str(exc)) from exc
         return cls(configuration, timeout=timeout)
+
+    @property
+    def ca_data(self) -> str | None:
+        """The server's CA bundle, base64-encoded as kubeconfigs carry it; None when there is none."""
+        if not self._ca_file:
+            return None
+        try:
+            with open(self._ca_file, "rb") as handle:
+                return base64.b64encode(handle.read()).decode("ascii")
+        except OSError:
+            return None
 
     def close(self) -> None:
         """Close the connection pool."""

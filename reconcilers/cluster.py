@@ -24,6 +24,7 @@ import base64
 import copy
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
@@ -40,6 +41,7 @@ from kcp_tmc.policies.timefmt import format_rfc3339, parse_rfc3339
 from kcp_tmc.reconcilers.capacity import sum_node_resources
 from kcp_tmc.reconcilers.client import (
     ApiError,
+    Conflict,
     InvalidKubeconfig,
     KubeClient,
     NotFound,
@@ -63,9 +65,11 @@ from kcp_tmc.reconcilers.resources import (
 )
 from kcp_tmc.reconcilers.syncer_install import (
     ANNOTATION_INSTALL_HASH,
+    KCP_IDENTITY_NAMESPACE,
     SYNCER_NAME,
     deployment_available,
     desired_install,
+    kcp_identity,
     syncer_namespace,
 )
 
@@ -431,6 +435,12 @@ class ClusterController:
         ]
         workspaces = status.get("virtualWorkspaces") or []
         syncer_url = workspaces[0]["syncerURL"] if workspaces else ctx.client.host
+        try:
+            token = self._kcp_token(ctx, target, name, partition)
+        except (ApiError, Unreachable) as exc:
+            raise _Failure(
+                REASON_ERROR_INSTALLING_SYNCER, f"Error writing kubeconfig for syncer: {exc}"
+            ) from None
         install = desired_install(
             cluster_name=name,
             sync_target=target,
@@ -439,6 +449,8 @@ class ClusterController:
             image=str(spec.get("syncerImage") or ""),
             resources=synced,
             syncer_url=syncer_url,
+            token=token,
+            ca_data=ctx.client.ca_data,
         )
         try:
             deployment = not_found_is_none(
@@ -455,6 +467,29 @@ class ClusterController:
             raise _Failure(REASON_ERROR_INSTALLING_SYNCER, f"Error installing syncer: {exc}") from None
         if not deployment_available(deployment):
             raise _Failure(REASON_CLUSTER_NOT_READY, MESSAGE_SYNCER_NOT_READY, INFO)
+
+    def _kcp_token(self, ctx: Context, target: Obj, cluster_name: str, partition: int) -> str:
+        """The syncer's ServiceAccount token in kcp; creates its identity there when it is missing.
+
+        The token appears once kcp's token controller filled the Secret; until then the kubeconfig is
+        written without one (and rewritten when it appears, since it changes the installation hash).
+        """
+        objects = kcp_identity(target, cluster_name)
+        secret_body = objects[1][1]
+        try:
+            secret = ctx.client.get(
+                SECRETS, secret_body["metadata"]["name"], namespace=KCP_IDENTITY_NAMESPACE
+            )
+        except NotFound:
+            for plural, body in objects:
+                resource = _RESOURCES[plural]
+                namespace = KCP_IDENTITY_NAMESPACE if resource.namespaced else None
+                with ctx.guard(partition), suppress(Conflict):
+                    ctx.engine.log_write(ctx.controller, resource, body["metadata"], "")
+                    ctx.client.create(resource, body, namespace=namespace)
+            return ""
+        raw = (secret.get("data") or {}).get("token")
+        return base64.b64decode(raw).decode("utf-8", "replace") if raw else ""
 
     def _ensure_remote(
         self, ctx: Context, remote: KubeClient, resource: Resource, body: Obj, partition: int
@@ -518,6 +553,19 @@ class ClusterController:
         self._imported.pop(name, None)
 
     def _uninstall(self, ctx: Context, cluster: Obj, partition: int) -> None:
+        target_name = self._target_name(cluster)
+        target = next(
+            (st for st in ctx.snapshot.list(SYNCTARGETS) if st["metadata"]["name"] == target_name), None
+        )
+        if target is not None:
+            for plural, body in kcp_identity(target, cluster["metadata"]["name"]):
+                resource = _RESOURCES[plural]
+                with ctx.guard(partition):
+                    ctx.client.delete(
+                        resource,
+                        body["metadata"]["name"],
+                        namespace=KCP_IDENTITY_NAMESPACE if resource.namespaced else None,
+                    )
         remote = self._remote(ctx, cluster)
         key = sync_target_key(cluster_of(cluster, self.logical_cluster), self._target_name(cluster))
         namespace = syncer_namespace(self._target_name(cluster), key)

@@ -206,6 +206,8 @@ class Engine:
     backoff: Backoff = field(default_factory=Backoff)
     _cycle_failures: int = 0
     cycles: int = 0
+    #: When the loop last went round (liveness), and whether the last full cycle succeeded (readiness).
+    #: When the loop last went round (liveness), and whether the last full cycle succeeded (readiness).
     healthy_at: float = 0.0
     ready: bool = False
     last_cycle_writes: int = 0
@@ -262,10 +264,11 @@ class Engine:
             outcome = controller.reconcile(ctx, obj, partition)
         except NotOwner:
             return 0
-        except (ApiError, Unreachable, RetryLater, ValueError, KeyError, TypeError) as exc:
+        except Exception as exc:  # one object, even one that trips a bug, must not stop the others
             delay = self.backoff.fail(ref)
             self.schedule(ref, self.clock() + delay)
             self.metrics.errors.labels(controller.name).inc()
+            expected = isinstance(exc, (ApiError, Unreachable, RetryLater))
             log.warning(
                 "reconcile failed",
                 extra={
@@ -274,6 +277,7 @@ class Engine:
                     "error": str(exc),
                     "retry_in": delay,
                 },
+                exc_info=not expected,
             )
             return 1
         self.backoff.reset(ref)
@@ -363,11 +367,14 @@ class Engine:
                 self._wake.clear()
                 next_full = now
             if now >= next_full:
-                ok = self.run_cycle()
+                try:
+                    ok = self.run_cycle()
+                except Exception:  # a bug in a list or an index: log it, back off, keep the process up
+                    log.exception("cycle failed")
+                    ok = False
+                self.ready = ok
                 if ok:
                     self._cycle_failures = 0
-                    self.ready = True
-                    self.healthy_at = self.clock()
                     next_full = now + self.poll_interval
                 else:
                     self._cycle_failures += 1
@@ -380,7 +387,9 @@ class Engine:
                     continue
                 if due:
                     self.run_due(due)
-                self.healthy_at = self.clock()
+            # Liveness is the loop going round, whether or not the apiserver answers: an apiserver
+            # outage must not get the reconciler restarted.
+            self.healthy_at = self.clock()
             wake = next_full
             upcoming = self.next_due()
             if upcoming is not None:

@@ -303,7 +303,9 @@ class LeaseCoordinator:
                     continue
             name = cfg.partition_lease(partition)
             lease = by_name.get(name)
-            if lease is not None and not self._expired(lease, now):
+            mine = ((lease or {}).get("spec") or {}).get("holderIdentity") == cfg.identity
+            # A Lease still naming us (a restart with the same --identity) is ours to renew at once.
+            if lease is not None and not mine and not self._expired(lease, now):
                 continue
             try:
                 taken = self._claim(name, "partition", lease)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kcp_tmc.policies.keys import ANNOTATION_OWNING_CLUSTER
+from kcp_tmc.policies.keys import ANNOTATION_OWNING_CLUSTER, syncer_id
 
 __all__ = [
     "ANNOTATION_INSTALL_HASH",
@@ -26,6 +26,7 @@ __all__ = [
     "SYNCER_NAME",
     "SyncerInstall",
     "desired_install",
+    "kcp_identity",
     "syncer_namespace",
 ]
 
@@ -205,3 +206,82 @@ def deployment_available(deployment: Mapping[str, Any] | None) -> bool:
         if isinstance(condition, Mapping) and condition.get("type") == "Available":
             return condition.get("status") == "True"
     return int(status.get("availableReplicas") or 0) > 0
+
+
+#: Namespace of the syncer's ServiceAccount and token Secret inside the kcp workspace.
+KCP_IDENTITY_NAMESPACE = "default"
+
+
+def kcp_identity(sync_target: Mapping[str, Any], cluster_name: str) -> list[tuple[str, dict[str, Any]]]:
+    """The syncer's identity inside kcp, as ``kubectl kcp workload sync`` creates it (reference §5.2).
+
+    A ServiceAccount and its token Secret named by the syncer ID (``kcp-syncer-<name>-<hash of uid>``),
+    and a ClusterRole and binding granting ``sync`` on this SyncTarget, ``get`` on its tunnel,
+    ``get,list,watch`` on it, ``update,patch`` on its status, and everything on APIResourceImports.
+    """
+    meta = sync_target["metadata"]
+    name = syncer_id(meta["name"], meta.get("uid", ""))
+    labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CLUSTER: cluster_name}
+    annotations = {ANNOTATION_OWNING_CLUSTER: cluster_name}
+
+    def object_meta(namespaced: bool, extra: dict[str, str] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": name,
+            "labels": dict(labels),
+            "annotations": {**annotations, **(extra or {})},
+        }
+        if namespaced:
+            out["namespace"] = KCP_IDENTITY_NAMESPACE
+        return out
+
+    target = [meta["name"]]
+    return [
+        ("serviceaccounts", {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": object_meta(True)}),
+        (
+            "secrets",
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "kubernetes.io/service-account-token",
+                "metadata": object_meta(True, {"kubernetes.io/service-account.name": name}),
+            },
+        ),
+        (
+            "clusterroles",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": object_meta(False),
+                "rules": [
+                    {
+                        "apiGroups": ["workload.kcp.io"],
+                        "resources": ["synctargets"],
+                        "resourceNames": target,
+                        "verbs": ["sync", "get", "list", "watch"],
+                    },
+                    {"apiGroups": ["workload.kcp.io"], "resources": ["synctargets/tunnel"], "verbs": ["get"]},
+                    {
+                        "apiGroups": ["workload.kcp.io"],
+                        "resources": ["synctargets/status"],
+                        "resourceNames": target,
+                        "verbs": ["update", "patch"],
+                    },
+                    {
+                        "apiGroups": ["apiresource.kcp.io"],
+                        "resources": ["apiresourceimports"],
+                        "verbs": ["*"],
+                    },
+                ],
+            },
+        ),
+        (
+            "clusterrolebindings",
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": object_meta(False),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": KCP_IDENTITY_NAMESPACE}],
+            },
+        ),
+    ]

@@ -38,7 +38,9 @@ class Inputs:
     """Everything besides the SyncTarget itself that its desired state depends on."""
 
     cluster: str
-    shard_urls: list[str] = field(default_factory=list)
+    #: Shard URLs for ``status.virtualWorkspaces``; None leaves the key label and the field alone
+    #: (the ``synctarget`` step switched off).
+    shard_urls: list[str] | None = field(default_factory=list)
     heartbeat_threshold: timedelta | None = None
     exports: ExportIndex | None = None
     downstream: Mapping[SchemaKey, Any] | None = None
@@ -51,16 +53,16 @@ def desired_sync_target(
     desired: Obj = {"metadata": {}, "status": copy.copy(current.get("status") or {})}
     meta = current.get("metadata") or {}
     name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
-    labels = dict(meta.get("labels") or {})
-    labels[LABEL_SYNC_TARGET_KEY] = sync_target_key(inputs.cluster, name)
-    desired["metadata"]["labels"] = labels
     status = desired["status"]
-
-    workspaces = virtual_workspaces(inputs.shard_urls, inputs.cluster, name, uid)
-    if workspaces is None:
-        status.pop("virtualWorkspaces", None)
-    else:
-        status["virtualWorkspaces"] = workspaces
+    if inputs.shard_urls is not None:
+        labels = dict(meta.get("labels") or {})
+        labels[LABEL_SYNC_TARGET_KEY] = sync_target_key(inputs.cluster, name)
+        desired["metadata"]["labels"] = labels
+        workspaces = virtual_workspaces(inputs.shard_urls, inputs.cluster, name, uid)
+        if workspaces is None:
+            status.pop("virtualWorkspaces", None)
+        else:
+            status["virtualWorkspaces"] = workspaces
 
     due: datetime | None = None
     if inputs.heartbeat_threshold is not None:
@@ -92,12 +94,13 @@ class SyncTargetController:
         *,
         logical_cluster: str = "root",
         shard_urls: list[str] | None = None,
+        workspaces: bool = True,
         heartbeat_threshold: timedelta | None = timedelta(minutes=1),
         synced_resources: bool = True,
         partitions: int = 1,
     ) -> None:
         self.logical_cluster = logical_cluster
-        self.shard_urls = list(shard_urls or [])
+        self.shard_urls: list[str] | None = list(shard_urls or []) if workspaces else None
         self.heartbeat_threshold = heartbeat_threshold
         self.synced_resources = synced_resources
         self.partitions = partitions

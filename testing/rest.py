@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from kcp_tmc.policies.documents import JsonLoader
 from kcp_tmc.policies.selectors import (
     DEFAULT_FIELD_SELECTOR_FIELDS,
     FieldSelector,
@@ -110,7 +111,7 @@ def decode_body(call: Call) -> Any:
     text = call.body.decode("utf-8", errors="replace")
     try:
         if "yaml" in call.content_type:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=JsonLoader)
         return json.loads(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
@@ -630,7 +631,7 @@ class Rest:
                 [FieldError.required("fieldManager", "is required for apply patch")],
             )
         try:
-            applied = yaml.safe_load(call.body.decode("utf-8"))
+            applied = yaml.load(call.body.decode("utf-8"), Loader=JsonLoader)
         except yaml.YAMLError as exc:
             raise errors.bad_request(f"error decoding YAML: {exc}") from exc
         if not isinstance(applied, dict):

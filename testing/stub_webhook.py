@@ -19,8 +19,10 @@ certificate is issued for ``127.0.0.1``, ``localhost`` and the Service names of
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.server
 import json
+import socket
 import ssl
 import tempfile
 import threading
@@ -126,6 +128,18 @@ class _Server(http.server.ThreadingHTTPServer):
 class _RequestHandler(http.server.BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # Idle keep-alive connections give up after this long, so no handler thread lingers.
+    timeout = 5
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.stub._track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.stub._untrack(self.connection)
 
     def do_POST(self) -> None:
         stub = self.server.stub
@@ -183,6 +197,7 @@ class StubWebhook:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
+        self._connections: set[socket.socket] = set()
 
     @property
     def ca_bundle(self) -> str:
@@ -266,12 +281,26 @@ class StubWebhook:
         self._thread.start()
         return self
 
+    def _track(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(connection)
+
+    def _untrack(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
     def stop(self) -> None:
-        """Stops serving and releases the port; delayed answers are abandoned."""
+        """Stops serving, closes open connections and releases the port; delayed answers are abandoned."""
         self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            # Wakes the handler thread blocked on a keep-alive read; it then closes the socket.
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None

@@ -1,10 +1,4 @@
-"""Helpers of the conformance suite: backends, raw HTTP, watch streams, object builders.
-
-Every test in this folder takes the ``backend`` fixture and runs once per
-backend.  The real pair (etcd + kube-apiserver from ``KUBEBUILDER_ASSETS``) is
-skipped with a clear reason when the binaries are not there.  Both backends
-live for the whole session; tests isolate themselves with the ``namespace``
-fixture (a fresh namespace each) and unique names for cluster-scoped objects.
+"""Helpers of the conformance suite: the backend handle, raw HTTP, watch streams, object builders.
 
 ``backend.http()`` sends raw requests, so tests can assert exact status codes,
 headers and ``Status`` bodies; ``backend.core`` & co. are the official client.
@@ -34,9 +28,9 @@ TOKENS: dict[str, tuple[str, list[str], str]] = {
     "conformance-bob-token": ("bob", [], "bob-uid"),
 }
 ALICE = "conformance-alice-token"
+BOB = "conformance-bob-token"
 #: Events the session's fake server keeps for watches (older resourceVersions get 410 Gone).
 FAKE_WATCH_WINDOW = 200
-BOB = "conformance-bob-token"
 
 #: What alice may do.  The fake takes it as its rule table; on the real server the
 #: ``alice_rbac`` fixture grants the same through a ClusterRole and a binding.
@@ -189,7 +183,7 @@ class WatchStream:
 
     def take(self, count: int) -> list[dict[str, Any]]:
         """The next ``count`` events (fails if the stream ends first)."""
-        events = []
+        events: list[dict[str, Any]] = []
         for _ in range(count):
             event = self.next()
             assert event is not None, f"watch ended after {len(events)} events: {events}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from conformance_kit import ALICE, ALICE_RULES, Backend, configmap, failure, unique
@@ -40,14 +41,15 @@ def alice_rbac(backend: Backend) -> Iterator[None]:
     backend.http("DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}")
 
 
-def token_review(backend: Backend, token: str) -> dict:
+def token_review(backend: Backend, token: str) -> dict[str, Any]:
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
     response = backend.http("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body)
     assert response.status == 201, response.body
     assert (
         response.body["kind"] == "TokenReview" and response.body["apiVersion"] == "authentication.k8s.io/v1"
     )
-    return response.body["status"]
+    status: dict[str, Any] = response.body["status"]
+    return status
 
 
 def test_token_review_of_a_known_token(backend: Backend) -> None:
@@ -73,7 +75,7 @@ def sar(
     resource: str,
     namespace: str = "",
     groups: list[str] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     attributes = {"verb": verb, "group": "", "resource": resource}
     if namespace:
         attributes["namespace"] = namespace
@@ -85,7 +87,8 @@ def sar(
     response = backend.http("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body)
     assert response.status == 201, response.body
     assert response.body["kind"] == "SubjectAccessReview"
-    return response.body["status"]
+    status: dict[str, Any] = response.body["status"]
+    return status
 
 
 def test_subject_access_review(backend: Backend, namespace: str, alice_rbac: None) -> None:

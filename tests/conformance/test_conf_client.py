@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import kubernetes.client
 import kubernetes.config
@@ -14,13 +15,15 @@ from kubernetes.client.exceptions import ApiException
 
 @pytest.fixture
 def client(backend: Backend) -> Iterator[kubernetes.client.ApiClient]:
-    api_client = kubernetes.config.new_client_from_config(config_file=backend.server.kubeconfig_path)
+    api_client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=backend.server.kubeconfig_path
+    )
     yield api_client
-    api_client.close()
+    api_client.close()  # type: ignore[no-untyped-call]
 
 
 def test_typed_client_round_trip(client: kubernetes.client.ApiClient, namespace: str) -> None:
-    core = kubernetes.client.CoreV1Api(client)
+    core: Any = kubernetes.client.CoreV1Api(client)
     body = kubernetes.client.V1ConfigMap(
         metadata=kubernetes.client.V1ObjectMeta(name="cm", labels={"app": "x"}), data={"k": "v"}
     )
@@ -43,10 +46,10 @@ def test_typed_client_round_trip(client: kubernetes.client.ApiClient, namespace:
 
 
 def test_watch_helper(client: kubernetes.client.ApiClient, namespace: str) -> None:
-    core = kubernetes.client.CoreV1Api(client)
+    core: Any = kubernetes.client.CoreV1Api(client)
     rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "w"}})
-    stream = kubernetes.watch.Watch().stream(
+    stream = kubernetes.watch.Watch().stream(  # type: ignore[no-untyped-call]
         core.list_namespaced_config_map, namespace, resource_version=rv, timeout_seconds=5
     )
     event = next(stream)
@@ -55,7 +58,7 @@ def test_watch_helper(client: kubernetes.client.ApiClient, namespace: str) -> No
 
 
 def test_custom_objects_client(client: kubernetes.client.ApiClient, synctargets: str) -> None:
-    custom = kubernetes.client.CustomObjectsApi(client)
+    custom: Any = kubernetes.client.CustomObjectsApi(client)
     name = unique("st")
     created = custom.create_cluster_custom_object(
         "workload.kcp.io", "v1alpha1", "synctargets", synctarget(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import Any
 
 from conformance_kit import Backend, configmap, deployment, failure, synctarget, unique
 
@@ -274,7 +275,14 @@ def test_custom_resource_crud(backend: Backend, synctargets: str) -> None:
 
 
 def invalid(
-    backend: Backend, path: str, body: dict, kind: str, name: str, field: str, reason: str, detail: str
+    backend: Backend,
+    path: str,
+    body: dict[str, Any],
+    kind: str,
+    name: str,
+    field: str,
+    reason: str,
+    detail: str,
 ) -> None:
     response = backend.http("POST", path, body)
     assert response.status == 422, response.body
@@ -417,3 +425,46 @@ def test_schema_minimum_maximum_and_max_length(backend: Backend, widgets: str) -
             "spec": spec,
         }
         invalid(backend, widgets, body, "Widget", name, field, reason, detail)
+
+
+def test_namespace_in_body_must_match_the_url(backend: Backend, namespace: str) -> None:
+    response = backend.http(
+        "POST", f"/api/v1/namespaces/{namespace}/configmaps", configmap("cm", "elsewhere")
+    )
+    assert response.status == 400
+    assert response.body == failure(
+        400,
+        "BadRequest",
+        "the namespace of the provided object does not match the namespace sent on the request",
+    )
+
+
+def test_custom_resources_need_a_resource_version_to_update(backend: Backend, synctargets: str) -> None:
+    name = unique("st")
+    backend.http("POST", synctargets, synctarget(name, unschedulable=False))
+    response = backend.http("PUT", f"{synctargets}/{name}", synctarget(name, unschedulable=True))
+    assert response.status == 422
+    detail = "Invalid value: 0: must be specified for an update"
+    assert response.body == failure(
+        422,
+        "Invalid",
+        f'synctargets.workload.kcp.io "{name}" is invalid: metadata.resourceVersion: {detail}',
+        {
+            "name": name,
+            "group": "workload.kcp.io",
+            "kind": "synctargets",
+            "causes": [
+                {"reason": "FieldValueInvalid", "message": detail, "field": "metadata.resourceVersion"}
+            ],
+        },
+    )
+
+
+def test_labels_do_not_bump_the_generation_of_custom_resources(backend: Backend, synctargets: str) -> None:
+    name = unique("st")
+    created = backend.http("POST", synctargets, synctarget(name, unschedulable=False)).body
+    created["metadata"]["labels"] = {"a": "b"}
+    relabelled = backend.http("PUT", f"{synctargets}/{name}", created).body
+    assert relabelled["metadata"]["generation"] == 1
+    relabelled["spec"]["unschedulable"] = True
+    assert backend.http("PUT", f"{synctargets}/{name}", relabelled).body["metadata"]["generation"] == 2

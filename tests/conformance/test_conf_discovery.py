@@ -10,7 +10,8 @@ from conformance_kit import Backend
 def resource(doc: dict[str, Any], name: str) -> dict[str, Any]:
     found = [r for r in doc["resources"] if r["name"] == name]
     assert found, f"{name} not in {[r['name'] for r in doc['resources']]}"
-    return found[0]
+    entry: dict[str, Any] = found[0]
+    return entry
 
 
 def test_core_versions(backend: Backend) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from conformance_kit import Backend, failure
 
 MICRO_TIME = "2024-01-01T00:00:00.000000Z"
 
 
-def lease(name: str, holder: str) -> dict:
+def lease(name: str, holder: str) -> dict[str, Any]:
     return {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",

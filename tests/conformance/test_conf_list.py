@@ -75,11 +75,33 @@ def test_field_selector_on_namespace(backend: Backend, populated: str, namespace
     assert sorted(everywhere) == ["a", "b", "c", "d"]
 
 
-def test_unsupported_field_selector(backend: Backend, populated: str) -> None:
-    response = backend.http("GET", f"{populated}?fieldSelector=spec.color%3Dred")
+@pytest.mark.parametrize(
+    ("resource", "message"),
+    [
+        # ConfigMaps have no field-label conversion of their own: the scheme's default answers.
+        (
+            "configmaps",
+            '"spec.color" is not a known field selector: only "metadata.name", "metadata.namespace"',
+        ),
+        # Secrets (like pods, nodes, namespaces, services, events) have their own.
+        ("secrets", "field label not supported: spec.color"),
+    ],
+)
+def test_unsupported_field_selector(backend: Backend, namespace: str, resource: str, message: str) -> None:
+    response = backend.http(
+        "GET", f"/api/v1/namespaces/{namespace}/{resource}?fieldSelector=spec.color%3Dred"
+    )
     assert response.status == 400
     assert response.body["reason"] == "BadRequest"
-    assert response.body["message"].endswith("field label not supported: spec.color")
+    assert response.body["message"] == message
+
+
+def test_kind_specific_field_selector(backend: Backend, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    for name, kind in [("a", "Opaque"), ("b", "example.com/token")]:
+        body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": kind}
+        assert backend.http("POST", path, body).status == 201
+    assert names(backend, path, fieldSelector="type=Opaque") == ["a"]
 
 
 def test_pagination(backend: Backend, populated: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 from conformance_kit import FAKE_WATCH_WINDOW, Backend, configmap, synctarget, unique
@@ -148,3 +149,22 @@ def test_watch_custom_resources(backend: Backend, synctargets: str) -> None:
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED"]
     assert events[1]["object"]["status"]["lastSyncerHeartbeatTime"] == "2024-01-01T00:00:00Z"
     assert events[0]["object"]["kind"] == "SyncTarget"
+
+
+def test_many_concurrent_watches(backend: Backend, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    rv = backend.http("GET", path).body["metadata"]["resourceVersion"]
+    threads_before = threading.active_count()
+    streams = [backend.watch(f"{path}?watch=true&resourceVersion={rv}&timeoutSeconds=20") for _ in range(150)]
+    try:
+        assert all(s.status == 200 for s in streams)
+        if backend.kind == "fake":
+            # The fake serves watches as coroutines: 150 watchers must not cost 150 threads.
+            assert threading.active_count() - threads_before < 20
+        backend.http("POST", path, configmap("fanout", namespace))
+        for stream in streams:
+            [event] = stream.take(1)
+            assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "fanout")
+    finally:
+        for stream in streams:
+            stream.close()

@@ -387,13 +387,24 @@ def test_field_selector_on_any_field_when_unrestricted() -> None:
         ("metadata.name=a=b", "invalid field selector: unescaped character in value: 61"),
         ("metadata.name=a\\", "invalid field selector: invalid escape sequence: \\"),
         ("metadata.name=a\\x", "invalid field selector: invalid escape sequence: \\x"),
-        ("spec.nodeName=n1", "field label not supported: spec.nodeName"),
+        (
+            "spec.nodeName=n1",
+            '"spec.nodeName" is not a known field selector: only "metadata.name", "metadata.namespace"',
+        ),
     ],
 )
 def test_field_selector_errors(text: str, message: str) -> None:
     with pytest.raises(SelectorError) as caught:
         parse_field_selector(text)
     assert str(caught.value) == message
+
+
+def test_field_selector_of_a_kind_with_its_own_conversion() -> None:
+    supported = ("metadata.name", "metadata.namespace", "type")
+    assert parse_field_selector("type=Opaque", supported, kind_specific=True).matches({"type": "Opaque"})
+    with pytest.raises(SelectorError) as caught:
+        parse_field_selector("spec.x=1", supported, kind_specific=True)
+    assert str(caught.value) == "field label not supported: spec.x"
 
 
 # --- properties ---
@@ -446,3 +457,24 @@ def test_match_equals_conjunction_of_requirements(labels: dict[str, str], text: 
     selector = parse_selector(text)
     assert selector.matches(labels) == all(r.matches(labels) for r in selector.requirements)
     assert Selector(selector.requirements).matches(labels) == selector.matches(labels)
+
+
+@st.composite
+def _label_selectors(draw: st.DrawFn) -> dict[str, object]:
+    match_labels = draw(st.dictionaries(_names, _values, max_size=2))
+    expressions = []
+    for _ in range(draw(st.integers(0, 3))):
+        operator = draw(st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]))
+        expression: dict[str, object] = {"key": draw(_keys), "operator": operator}
+        if operator in ("In", "NotIn"):
+            expression["values"] = draw(st.lists(_values, min_size=1, max_size=3))
+        expressions.append(expression)
+    return {"matchLabels": match_labels, "matchExpressions": expressions}
+
+
+@given(_label_selectors(), st.dictionaries(_names, _values, max_size=4))
+def test_label_selector_and_its_string_select_alike(
+    selector: dict[str, object], labels: dict[str, str]
+) -> None:
+    converted = label_selector_from_dict(selector)
+    assert parse_selector(str(converted)).matches(labels) == converted.matches(labels)

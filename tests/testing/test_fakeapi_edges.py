@@ -47,6 +47,15 @@ def test_yaml_bodies_are_accepted(api: FakeAPIServer) -> None:
     assert reply.json()["data"] == {"a": "b"}
 
 
+def test_yaml_timestamps_stay_strings(api: FakeAPIServer) -> None:
+    # YAML would read an unquoted timestamp as a datetime; kubectl and the
+    # apiserver keep it a string, and so must we (it once made json.dumps fail).
+    body = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: stamped\ndata:\n  at: 2024-01-02T15:04:05Z\n"
+    reply = api.http("POST", CM_PATH, body, "application/yaml")
+    assert reply.status == 201
+    assert reply.json()["data"] == {"at": "2024-01-02T15:04:05Z"}
+
+
 def test_body_must_be_an_object(api: FakeAPIServer) -> None:
     reply = api.http("POST", CM_PATH, [1, 2])
     assert reply.status == 400

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kcp_tmc.policies.keys import sync_target_key
+from kcp_tmc.policies.keys import sync_target_key, syncer_id
 from kcp_tmc.reconcilers.client import KubeClient, NotFound
 from kcp_tmc.reconcilers.cluster import ClusterController
 from kcp_tmc.reconcilers.engine import Engine
@@ -17,10 +17,13 @@ from kcp_tmc.reconcilers.resources import (
     APIEXPORTS,
     APIRESOURCEIMPORTS,
     APIRESOURCESCHEMAS,
+    CLUSTERROLEBINDINGS,
+    CLUSTERROLES,
     CLUSTERS,
     DEPLOYMENTS,
     NAMESPACES,
     SECRETS,
+    SERVICEACCOUNTS,
     SYNCTARGETS,
 )
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
@@ -182,6 +185,29 @@ def test_pull_mode_installs_the_syncer_and_waits_for_it(kube, physical, tmp_path
             "Syncer not yet ready",
         )
 
+        # The syncer's identity in kcp, as `kubectl kcp workload sync` creates it.
+        st = kube.get(SYNCTARGETS, "west")
+        syncer = syncer_id("west", st["metadata"]["uid"])
+        assert kube.get(SERVICEACCOUNTS, syncer, namespace="default")["metadata"]["name"] == syncer
+        role = kube.get(CLUSTERROLES, syncer)
+        assert role["rules"][0] == {
+            "apiGroups": ["workload.kcp.io"],
+            "resources": ["synctargets"],
+            "resourceNames": ["west"],
+            "verbs": ["sync", "get", "list", "watch"],
+        }
+        assert kube.get(CLUSTERROLEBINDINGS, syncer)["subjects"][0]["name"] == syncer
+        assert "certificate-authority-data" in config and "token" not in config.split("users:")[1]
+        # Once kcp's token controller fills the token Secret, the kubeconfig carries the token.
+        token_secret = kube.get(SECRETS, syncer, namespace="default")
+        assert token_secret["type"] == "kubernetes.io/service-account-token"
+        token_secret["data"] = {"token": base64.b64encode(b"syncer-token").decode()}
+        kube.replace(SECRETS, token_secret)
+        converge(engine)
+        secret = phys.get(SECRETS, "kcp-syncer-kubeconfig", namespace=namespace)
+        assert "token: syncer-token" in base64.b64decode(secret["data"]["kubeconfig"]).decode()
+        deployment = phys.get(DEPLOYMENTS, "kcp-syncer", namespace=namespace)
+
         deployment["status"] = {
             "availableReplicas": 1,
             "conditions": [{"type": "Available", "status": "True"}],
@@ -197,6 +223,10 @@ def test_pull_mode_installs_the_syncer_and_waits_for_it(kube, physical, tmp_path
             kube.get(CLUSTERS, "west")
         with pytest.raises(NotFound):
             kube.get(SYNCTARGETS, "west")
+        with pytest.raises(NotFound):
+            kube.get(CLUSTERROLES, syncer)
+        with pytest.raises(NotFound):
+            kube.get(SERVICEACCOUNTS, syncer, namespace="default")
         remaining = phys.get(NAMESPACES, namespace) if _exists(phys, namespace) else None
         assert remaining is None or remaining["metadata"].get("deletionTimestamp")
 

@@ -202,3 +202,42 @@ def test_request_cycle_wakes_the_loop(count):
     finally:
         engine.stop()
         runner.join(timeout=5)
+
+
+def test_a_bug_in_one_object_is_isolated_and_logged_with_its_traceback(caplog):
+    class Buggy(Recorder):
+        def reconcile(self, ctx, obj, partition):
+            if obj["metadata"]["name"] == "b":
+                raise AttributeError("'NoneType' object has no attribute 'get'")
+            return super().reconcile(ctx, obj, partition)
+
+    rec = Buggy(["a", "b", "c"])
+    engine, _ = make(rec)
+    with caplog.at_level("WARNING"):
+        assert engine.run_cycle()
+    assert rec.seen == ["a", "c"]
+    assert ObjectRef("recorder", "b") in engine.backoff.failures
+    record = next(r for r in caplog.records if r.getMessage() == "reconcile failed")
+    assert record.exc_info is not None and record.object == "b"
+
+
+def test_a_bug_in_a_list_does_not_end_the_loop(caplog):
+    rec = Recorder(["a"])
+    rec.list_error = RuntimeError("bug")
+    engine = Engine(client=None, controllers=[rec], poll_interval=0.05)  # type: ignore[arg-type]
+    import time
+
+    runner = threading.Thread(target=engine.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not any(r.getMessage() == "cycle failed" for r in caplog.records):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        rec.list_error = None
+        while not engine.ready:
+            assert time.monotonic() < deadline, "the loop did not recover"
+            time.sleep(0.01)
+    finally:
+        engine.stop()
+        runner.join(timeout=5)

@@ -74,7 +74,9 @@ def test_controllers_flag_selects_the_steps():
     controllers = build_controllers(opts, ["https://vw/"], timedelta(minutes=1), 1)
     assert [type(c) for c in controllers] == [ClusterController, SyncTargetController]
     st = controllers[1]
-    assert st.shard_urls == [] and st.heartbeat_threshold == timedelta(minutes=1) and not st.synced_resources
+    assert (
+        st.shard_urls is None and st.heartbeat_threshold == timedelta(minutes=1) and not st.synced_resources
+    )
     assert (
         build_controllers(parser.parse_args(["--controllers", "cluster"]), [], timedelta(1), 1)[0].name
         == "cluster"

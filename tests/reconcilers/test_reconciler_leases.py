@@ -130,3 +130,12 @@ def test_static_ownership():
     assert static.owned() == frozenset({0, 1, 2}) and static.may_write(7)
     with static.writing(1) as allowed:
         assert allowed
+
+
+def test_a_restart_with_the_same_identity_renews_its_leases_at_once(kube):
+    clock = Clock()
+    first = coordinator(kube, "pod-0", clock, partitions=2)
+    first.tick()
+    restarted = coordinator(kube, "pod-0", clock, partitions=2)
+    restarted.tick()
+    assert restarted.owned() == frozenset({0, 1})

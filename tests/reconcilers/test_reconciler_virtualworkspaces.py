@@ -120,3 +120,6 @@ def test_desired_sync_target_replaces_stale_entries_and_keeps_other_status():
     desired, _ = desired_sync_target(current, Inputs(cluster=CLUSTER), now)
     assert "virtualWorkspaces" not in desired["status"]
     assert "internal.workload.kcp.io/key" in desired["metadata"]["labels"]
+    # The synctarget step switched off: neither the label nor the field is touched.
+    desired, _ = desired_sync_target(current, Inputs(cluster=CLUSTER, shard_urls=None), now)
+    assert desired == {"metadata": {}, "status": current["status"]}

@@ -190,3 +190,30 @@ def test_outage_is_survived_and_caught_up(api, kube):
     finally:
         engine.stop()
         runner.join(timeout=5)
+
+
+def test_health_stays_live_but_not_ready_during_an_outage(api, kube):
+    import threading
+    import time
+
+    engine = make_engine(kube, poll_interval=0.1)
+    runner = threading.Thread(target=engine.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not engine.ready:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        api.faults.down_for(1.0)
+        while engine.ready:
+            assert time.monotonic() < deadline, "still ready while the apiserver is down"
+            time.sleep(0.02)
+        live_since = engine.healthy_at
+        time.sleep(0.3)
+        assert engine.healthy_at > live_since  # the loop keeps going round: liveness holds
+        while not engine.ready:
+            assert time.monotonic() < deadline, "not ready again after the outage"
+            time.sleep(0.02)
+    finally:
+        engine.stop()
+        runner.join(timeout=5)

@@ -1,0 +1,193 @@
+"""The distribution as a user installs it: a wheel, a plain (not editable) install, a fresh venv.
+
+The checkout keeps the packages at the top (``policies/``, ``webhook/``...) with symlinks under
+``kcp_tmc/`` for development; ``setup.cfg`` maps them to ``kcp_tmc.*``.  This test builds the
+wheel once (offline: ``--no-build-isolation --no-index``), checks that it holds real files under
+``kcp_tmc/`` only, installs it into a fresh venv and, from a directory outside the checkout,
+checks that ``import kcp_tmc.policies`` works, ``import policies`` does not, and the console
+scripts run.  The fresh venv sees the dev venv's third-party packages through a ``.pth`` file
+(the ``--system-site-packages`` of a venv made from a venv), not our own code: the dev venv's
+editable finder is only activated by a ``.pth`` file in a site directory, which that one is not.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = ("tmc-policy", "tmc-webhook", "tmc-certs", "tmc-reconciler")
+#: The generic names that must not land at the top of site-packages.
+GENERIC = ("policies", "webhook", "reconcilers", "certs", "testing")
+
+
+def _package_dirs() -> dict[str, str]:
+    """``setup.cfg``'s ``package_dir``: package name -> folder in the checkout."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg", encoding="utf-8")
+    mapping = {}
+    for line in parser["options"]["package_dir"].strip().splitlines():
+        package, _, folder = line.partition("=")
+        mapping[package.strip()] = folder.strip()
+    return mapping
+
+
+def _package_data() -> dict[str, list[str]]:
+    """``setup.cfg``'s ``package_data``: package name (or ``*``) -> glob patterns."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg", encoding="utf-8")
+    data: dict[str, list[str]] = {}
+    for package, patterns in parser["options.package_data"].items():
+        data[package] = [p.strip() for p in patterns.split(",") if p.strip()]
+    return data
+
+
+# Caches, environments and build output: nothing a build reads.
+_SKIP_TOP = {".venv", ".git", ".mypy_cache", ".hypothesis", ".pytest_cache", ".ruff_cache", "build", "dist"}
+_SKIP_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".coverage*")
+
+
+def _copy_sources(dest: Path) -> None:
+    """The checkout, copied, so that the build leaves no build/ or *.egg-info in it.
+
+    ``symlinks=True`` keeps the links (kcp_tmc/<pkg> -> ../<pkg>, policies/crds -> ../charts/...) as
+    links, as they are in the checkout, so that the build sees what a build of the checkout sees.
+    """
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = set(_SKIP_ANYWHERE(folder, names))
+        if Path(folder) == REPO:
+            skipped |= _SKIP_TOP & set(names)
+        return skipped
+
+    shutil.copytree(REPO, dest, symlinks=True, ignore=ignore)
+
+
+def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME") and not k.startswith("COV_CORE")
+    }
+    env["PYTHONNOUSERSITE"] = "1"
+    return subprocess.run(args, check=False, capture_output=True, text=True, env=env, timeout=180, **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("build")
+    source = work / "src"
+    _copy_sources(source)
+    dist = work / "dist"
+    built = _run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "-w", str(dist), str(source)],
+        cwd=work,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stdout + built.stderr
+    (found,) = dist.glob("kcp_tmc-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("venv") / "venv"
+    made = _run([sys.executable, "-m", "venv", "--without-pip", str(root)])
+    assert made.returncode == 0, made.stderr
+    python = root / "bin" / "python"
+    installed = _run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+         "--no-index", str(wheel)],
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    site = _run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
+    ).stdout.strip()
+    # The third-party dependencies (PyYAML, Flask...) from the dev venv, after the venv's own packages.
+    Path(site, "dev-venv-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    return root
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_real_files_under_kcp_tmc_only(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        infos = archive.infolist()
+    dist_info = next(n.split("/")[0] for n in names if n.split("/")[0].endswith(".dist-info"))
+    assert {n.split("/")[0] for n in names} == {"kcp_tmc", dist_info}
+    # A symlink stored in a zip has the S_IFLNK bits in its external attributes.
+    assert [i.filename for i in infos if (i.external_attr >> 16) & 0o170000 == 0o120000] == []
+    # Every module and data file of every mapped folder is in the wheel, at its kcp_tmc.* place.
+    data = _package_data()
+    for package, folder in _package_dirs().items():
+        prefix = package.replace(".", "/")
+        patterns = ["*.py", *data.get("*", []), *data.get(package, [])]
+        expected = {
+            f"{prefix}/{p.relative_to(REPO / folder).as_posix()}"
+            for pattern in patterns
+            for p in (REPO / folder).glob(pattern)
+            if p.is_file()
+        }
+        assert any(name.endswith(".py") for name in expected), folder
+        missing = expected - set(names)
+        assert missing == set(), f"{folder}/ is not fully packaged as {package}: {sorted(missing)}"
+    assert any(n.startswith("kcp_tmc/policies/crds/") and n.endswith(".yaml") for n in names)
+    for marker in ("kcp_tmc/py.typed", "kcp_tmc/policies/py.typed"):
+        assert marker in names
+    entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
+    for script in SCRIPTS:
+        assert f"{script} = kcp_tmc." in entry_points
+    assert "kcp_tmc = kcp_tmc.policies.testing" in entry_points
+
+
+@pytest.mark.slow
+def test_a_plain_install_imports_kcp_tmc_and_nothing_generic(venv: Path, tmp_path: Path) -> None:
+    python = str(venv / "bin" / "python")
+    probe = (
+        "import importlib, json, kcp_tmc.policies, kcp_tmc.webhook, kcp_tmc.reconcilers, kcp_tmc.certs, "
+        "kcp_tmc.testing\n"
+        "found = {}\n"
+        f"for name in {GENERIC!r}:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "        found[name] = 'imported'\n"
+        "    except ModuleNotFoundError as exc:\n"
+        "        found[name] = exc.name\n"
+        "print(json.dumps({'policies_file': kcp_tmc.policies.__file__, 'generic': found}))\n"
+    )
+    # From a directory outside the checkout, so that nothing of the checkout is on sys.path.
+    result = _run([python, "-c", probe], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert Path(report["policies_file"]).resolve().is_relative_to(venv.resolve())
+    assert report["generic"] == {name: name for name in GENERIC}
+
+
+@pytest.mark.slow
+def test_the_console_scripts_are_installed_and_run(venv: Path, tmp_path: Path) -> None:
+    for script in SCRIPTS:
+        assert (venv / "bin" / script).is_file(), script
+        helped = _run([str(venv / "bin" / script), "--help"], cwd=tmp_path)
+        assert (helped.returncode, helped.stderr) == (0, ""), script
+    listing = _run([str(venv / "bin" / "tmc-policy"), "list", "-o", "json"], cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    policies = json.loads(listing.stdout)["policies"]
+    assert {p["name"] for p in policies} >= {
+        "synctarget-validation",
+        "synctarget-deletion-protection",
+        "synctarget-defaults",
+        "cluster-validation",
+        "cluster-defaults",
+        "location-validation",
+    }
+    version = _run([str(venv / "bin" / "tmc-policy"), "--version"], cwd=tmp_path)
+    assert version.stdout == "tmc-policy 0.1.0\n"
