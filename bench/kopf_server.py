@@ -26,7 +26,7 @@ from kcp_tmc.policies.policy import EMPTY_LOOKUP, PolicyRequest
 REGISTRY = kopf.OperatorRegistry()
 
 
-@kopf.on.validate("workload.kcp.io", "v1alpha1", "synctargets", registry=REGISTRY)
+@kopf.on.validate("workload.kcp.io", "v1alpha1", "synctargets", registry=REGISTRY)  # type: ignore[arg-type]
 def check_sync_target(
     body: Any, old: Any, operation: str, subresource: Any, dryrun: bool, userinfo: Any, **_: Any
 ) -> None:
@@ -62,7 +62,7 @@ async def serve(port: int, cert_file: str, key_file: str) -> None:
         registry=REGISTRY,
         insights=insights,
         memories=inventory.ResourceMemories(),
-        memobase=kopf.Memo(),
+        memobase=kopf.Memo(),  # type: ignore[arg-type]
         indices=indexing.OperatorIndexers().indices,
     )
     server = kopf.WebhookServer(addr="127.0.0.1", port=port, certfile=cert_file, pkeyfile=key_file)

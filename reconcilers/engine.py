@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from kcp_tmc.reconcilers.client import ApiError, Conflict, KubeClient, NotFound, Resource, Unreachable
 from kcp_tmc.reconcilers.diff import split_patches
+from kcp_tmc.reconcilers.gcpause import paused_gc
 from kcp_tmc.reconcilers.leases import Ownership, StaticOwnership
 from kcp_tmc.reconcilers.metrics import Metrics
 
@@ -207,7 +208,6 @@ class Engine:
     _cycle_failures: int = 0
     cycles: int = 0
     #: When the loop last went round (liveness), and whether the last full cycle succeeded (readiness).
-    #: When the loop last went round (liveness), and whether the last full cycle succeeded (readiness).
     healthy_at: float = 0.0
     ready: bool = False
     last_cycle_writes: int = 0
@@ -287,6 +287,11 @@ class Engine:
 
     def run_cycle(self) -> bool:
         """One full cycle; False when a list failed (the apiserver is unreachable or refused it)."""
+        # The cycle's lists are freed when _cycle returns, before the collector runs again.
+        with paused_gc():
+            return self._cycle()
+
+    def _cycle(self) -> bool:
         started, cpu = time.perf_counter(), time.process_time()
         writes_before = self.metrics.total_writes()
         snapshot = Snapshot(self.client)

@@ -10,10 +10,13 @@ See ``docs/fake-apiserver.md`` for what it serves and where it deliberately
 differs from kube-apiserver.
 """
 
+from kcp_tmc.testing.crds import all_crds, crd, install_tmc_crds
 from kcp_tmc.testing.errors import FieldError, StatusError
 from kcp_tmc.testing.instruments import Counters, Faults, WriteLog, WriteRecord
+from kcp_tmc.testing.kubectl import kubectl
 from kcp_tmc.testing.server import FakeAPIServer, HTTPReply
 from kcp_tmc.testing.types import AdmissionAttributes, AdmissionHook, AdmissionResult, StoreReader
+from kcp_tmc.testing.webhook import serve_webhook
 
 __all__ = [
     "AdmissionAttributes",
@@ -28,4 +31,9 @@ __all__ = [
     "StoreReader",
     "WriteLog",
     "WriteRecord",
+    "all_crds",
+    "crd",
+    "install_tmc_crds",
+    "kubectl",
+    "serve_webhook",
 ]

@@ -29,6 +29,7 @@ import base64
 import collections
 import contextlib
 import copy
+import functools
 import io
 import json
 import logging
@@ -80,7 +81,7 @@ _COVERED: tuple[tuple[ResourceType, tuple[str, ...]], ...] = (
 )
 #: Kept per server so a long test cannot grow it without bound.
 _MAX_CALLS = 10_000
-#: How long an idle keep-alive connection may stay open (a real apiserver keeps them).
+#: How long a connection may stall before its thread gives up on it.
 _IDLE_SECONDS = 60.0
 _POLL_SECONDS = 0.05
 
@@ -122,12 +123,14 @@ class WebhookCall:
 def _call_of(path: str, body: bytes) -> WebhookCall:
     try:
         review = json.loads(body)
-        request = review.get("request") or {}
-        resource = request.get("resource") or {}
-    except (ValueError, AttributeError):
-        # Bad input is the app's to answer; record that something arrived.
+    except ValueError:
+        review = None
+    # Bad input is the app's to answer (and to refuse): here it only must not break anything.
+    request = review.get("request") if isinstance(review, dict) else None
+    if not isinstance(request, dict):
         return WebhookCall(path, "", "", "", "", "", False)
-    plural = str(resource.get("resource") or "")
+    resource = request.get("resource")
+    plural = str(resource.get("resource") or "") if isinstance(resource, dict) else ""
     sub = str(request.get("subResource") or "")
     return WebhookCall(
         path=path,
@@ -136,7 +139,7 @@ def _call_of(path: str, body: bytes) -> WebhookCall:
         resource=f"{plural}/{sub}" if sub else plural,
         name=str(request.get("name") or ""),
         namespace=str(request.get("namespace") or ""),
-        dry_run=bool(request.get("dryRun")),
+        dry_run=request.get("dryRun") is True,
     )
 
 
@@ -164,12 +167,14 @@ class _Recorder:
         return self.app(environ, start_response)
 
 
+@functools.cache
 def _quiet_handler() -> type[Any]:
     from werkzeug.serving import WSGIRequestHandler  # noqa: PLC0415 - see the module docstring
 
     class Handler(WSGIRequestHandler):
         protocol_version = "HTTP/1.1"
-        # Bounds a stalled handshake or an idle keep-alive connection; stop() closes them anyway.
+        # Bounds a client that stalls mid-handshake or mid-request (werkzeug closes the connection
+        # after every answer, so none stays idle between requests); stop() closes them all anyway.
         timeout = _IDLE_SECONDS
 
         def log(self, type: str, message: str, *args: Any) -> None:
@@ -179,6 +184,7 @@ def _quiet_handler() -> type[Any]:
     return Handler
 
 
+@functools.cache
 def _server_class() -> Any:
     from werkzeug.serving import ThreadedWSGIServer  # noqa: PLC0415 - see the module docstring
 
@@ -470,7 +476,11 @@ def _probe_target(objects: Any, rules: Sequence[Mapping[str, Any]]) -> tuple[str
 
 
 def _select(base: Registry, policies: Iterable[str | Policy | Callable[..., Any]]) -> Registry:
-    """A registry holding only ``policies``: names in ``base``, Policy objects, or decorated functions."""
+    """A registry holding only ``policies``: Policy objects, or names and decorated functions.
+
+    Names and functions are looked up in ``base``, then in the process-wide registry the
+    decorators use by default (where a policy defined in a test module lands).
+    """
     from kcp_tmc.policies.engine import UnknownPolicyError  # noqa: PLC0415 - lazy with the engine
     from kcp_tmc.policies.policy import Policy  # noqa: PLC0415
     from kcp_tmc.policies.registry import REGISTRY, Registry  # noqa: PLC0415
@@ -480,9 +490,9 @@ def _select(base: Registry, policies: Iterable[str | Policy | Callable[..., Any]
         if isinstance(item, Policy):
             chosen.register(item)
         elif isinstance(item, str):
-            policy = base.get(item)
+            policy = base.get(item) or REGISTRY.get(item)
             if policy is None:
-                raise UnknownPolicyError(item, [p.name for p in base])
+                raise UnknownPolicyError(item, {p.name for reg in (base, REGISTRY) for p in reg})
             chosen.register(policy)
         elif callable(item):
             found = next((p for reg in (base, REGISTRY) for p in reg if p.func is item), None)
@@ -530,8 +540,9 @@ def serve_webhook(
 
     ``config`` is what :func:`~kcp_tmc.webhook.app.create_app` takes (a ``WebhookConfig``, a
     mapping of its fields, or ``None``).  ``registry`` replaces the policies served (default:
-    the built-in ones plus installed plug-ins); ``policies`` narrows them to the ones named
-    (policy names, ``Policy`` objects or functions decorated with ``@validating``/``@mutating``).
+    the built-in ones plus installed plug-ins); ``policies`` narrows them to the ones named:
+    policy names, ``Policy`` objects or functions decorated with ``@validating``/``@mutating``
+    (a policy a test module registers on the default registry is found by name or function).
     Bad settings raise before anything is served.  On exit the server stops, open connections
     are closed, the engine's threads end and the certificates are removed.
     """

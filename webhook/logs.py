@@ -53,14 +53,16 @@ def _extra(record: logging.LogRecord) -> dict[str, Any]:
     return out
 
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
 
 def _timestamp(created: float) -> str:
+    global _second  # noqa: PLW0603 - a one-entry cache; the tuple is swapped whole, so threads agree
     secs = int(created)
-    if _second[0] != secs:  # one strftime per second, not per line
-        _second[:] = [secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))]
-    return f"{_second[1]}.{int((created - secs) * 1000):03d}Z"
+    cached = _second
+    if cached[0] != secs:  # one strftime per second, not per line
+        cached = _second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+    return f"{cached[1]}.{int((created - secs) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):

@@ -142,3 +142,14 @@ def test_list_kind_and_resource_version(backend: Backend, populated: str) -> Non
     assert "kind" not in listed["items"][0]
     cached = backend.http("GET", f"{populated}?resourceVersion=0").body
     assert sorted(i["metadata"]["name"] for i in cached["items"]) == ["a", "b", "c", "d"]
+
+
+def test_prefixed_label_keys(backend: Backend, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    key = "internal.workload.kcp.io/key"
+    backend.http("POST", path, configmap("keyed", namespace, {key: "R2DPbwTUto2c2O2rBBEW57W11oOL5ALodAyMo"}))
+    backend.http("POST", path, configmap("other", namespace, {key: "x"}))
+    backend.http("POST", path, configmap("none", namespace))
+    assert names(backend, path, labelSelector=f"{key}=R2DPbwTUto2c2O2rBBEW57W11oOL5ALodAyMo") == ["keyed"]
+    assert names(backend, path, labelSelector=key) == ["keyed", "other"]
+    assert names(backend, path, labelSelector=f"!{key}") == ["none"]

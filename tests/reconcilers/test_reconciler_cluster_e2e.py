@@ -325,3 +325,72 @@ def test_sync_target_of_another_owner_is_not_adopted(kube, physical, tmp_path, e
         "SyncTarget shared exists and is owned by Cluster first; it is not adopted",
     )
     assert kube.get(SYNCTARGETS, "shared")["metadata"]["annotations"] == {"tmc.kcp.io/cluster": "first"}
+
+
+def test_client_that_cannot_be_built(kube, physical, tmp_path):
+    kubeconfig_secret(kube, physical, tmp_path)
+    kube.create(CLUSTERS, cluster("odd"))
+
+    def factory(text: bytes) -> KubeClient:
+        raise RuntimeError("exec plugin kubectl-oidc_login not found")
+
+    clusters = ClusterController(client_factory=factory)
+    engine = Engine(kube, [clusters])
+    assert engine.run_cycle()
+    ready = ready_of(kube.get(CLUSTERS, "odd"))
+    assert (ready["reason"], ready["severity"], ready["message"]) == (
+        "ErrorCreatingClient",
+        "Error",
+        "Error creating client: exec plugin kubectl-oidc_login not found",
+    )
+
+
+def test_install_refused_by_the_physical_cluster(kube, tmp_path, engine):
+    # The physical cluster's credentials may read (readyz, version, nodes) but not create anything.
+    rules = [{"user": "reader", "verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]}]
+    with FakeAPIServer(tokens={"reader-token": ("reader", [])}, rules=rules) as limited:
+        text = Path(
+            limited.write_kubeconfig(str(tmp_path / "ro"), token="reader-token", user="reader")
+        ).read_bytes()
+        kube.create(
+            SECRETS,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "ro"},
+                "data": {"kubeconfig": base64.b64encode(text).decode()},
+            },
+            namespace="default",
+        )
+        kube.create(CLUSTERS, cluster("locked", mode="Pull", secret="ro"))
+        converge(engine)
+        ready = ready_of(kube.get(CLUSTERS, "locked"))
+        assert (ready["reason"], ready["severity"]) == ("ErrorInstallingSyncer", "Error")
+        assert ready["message"].startswith("Error installing syncer: 403 Forbidden: ")
+
+
+def test_stale_imports_are_removed_and_evict_after_mirrored(kube, physical, tmp_path, engine):
+    install_export(kube)
+    kubeconfig_secret(kube, physical, tmp_path)
+    stale = {
+        "apiVersion": "apiresource.kcp.io/v1alpha1",
+        "kind": "APIResourceImport",
+        "metadata": {"name": "pods.east.v1.core", "labels": {"tmc.kcp.io/cluster": "east"}},
+        "spec": {
+            "location": "east",
+            "groupVersion": {"version": "v1"},
+            "scope": "Namespaced",
+            "plural": "pods",
+            "kind": "Pod",
+            "openAPIV3Schema": {"type": "object"},
+        },
+    }
+    kube.create(APIRESOURCEIMPORTS, stale)
+    kube.create(CLUSTERS, cluster("east", evictAfter="2030-01-01T00:00:00Z"))
+    converge(engine)
+    names = sorted(imp["metadata"]["name"] for imp in kube.list(APIRESOURCEIMPORTS)[0])
+    assert names == ["deployments.east.v1.apps", "services.east.v1.core"]
+    assert kube.get(SYNCTARGETS, "east")["spec"]["evictAfter"] == "2030-01-01T00:00:00Z"
+    kube.merge_patch(CLUSTERS, "east", {"spec": {"evictAfter": None}})
+    converge(engine)
+    assert "evictAfter" not in kube.get(SYNCTARGETS, "east")["spec"]

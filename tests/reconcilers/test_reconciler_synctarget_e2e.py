@@ -90,23 +90,26 @@ def test_steady_state_cycle_makes_zero_writes_and_one_list_per_kind(api, kube):
 
 
 def test_stale_heartbeat_is_evaluated_when_due_not_at_the_next_tick(api, kube):
-    # The heartbeat is 0.5 s from going stale with a 2 s threshold; the poll interval is an hour.
-    create_target(kube, "due", heartbeat=now_text(timedelta(seconds=-1)))
-    engine = make_engine(kube, threshold=timedelta(seconds=2), poll_interval=3600.0)
+    # The heartbeat (second precision, so 0-1 s old) goes stale within 3 s; the poll interval is an hour.
+    create_target(kube, "due", heartbeat=now_text())
+    engine = make_engine(kube, threshold=timedelta(seconds=3), poll_interval=3600.0)
     assert engine.run_cycle()
+    assert kube.get(SYNCTARGETS, "due")["status"]["conditions"][0]["status"] == "True"
     due = engine.next_due()
-    assert due is not None and due - datetime.now(UTC).timestamp() < 2.5
+    assert due is not None and 1.5 < due - datetime.now(UTC).timestamp() <= 3.1
     api.counters.reset()
     import threading
+    import time
 
     runner = threading.Thread(target=engine.run)
     runner.start()
     try:
-        deadline = datetime.now(UTC) + timedelta(seconds=5)
-        while datetime.now(UTC) < deadline:
+        deadline = time.monotonic() + 10
+        while True:
             ready = kube.get(SYNCTARGETS, "due")["status"]["conditions"][0]
-            if ready["status"] == "False":
+            if ready["status"] == "False" or time.monotonic() > deadline:
                 break
+            time.sleep(0.05)
         assert ready["message"].startswith("No heartbeat since ")
     finally:
         engine.stop()

@@ -23,7 +23,7 @@ from tests.webhook.webhook_helpers import NAMESPACE, ROOT, SERVICE, Server, star
 
 kubernetes = pytest.importorskip("kubernetes")
 from kubernetes.client import AdmissionregistrationV1Api, CustomObjectsApi  # noqa: E402
-from kubernetes.client.rest import ApiException  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ def _register(api: Any, webhook: Server) -> None:
             "timeoutSeconds": 5,
         }
 
-    client = AdmissionregistrationV1Api(api.api_client())
+    client: Any = AdmissionregistrationV1Api(api.api_client())
     client.create_mutating_webhook_configuration(
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -99,7 +99,7 @@ def _register(api: Any, webhook: Server) -> None:
         }
     )
     # A real apiserver picks new configurations up asynchronously: wait until a bad object is denied.
-    objects = CustomObjectsApi(api.api_client())
+    objects: Any = CustomObjectsApi(api.api_client())
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -126,11 +126,11 @@ def _good(name: str) -> dict[str, Any]:
 
 
 def test_bad_sync_target_denied_with_our_message(api: Any) -> None:
-    objects = CustomObjectsApi(api.api_client())
+    objects: Any = CustomObjectsApi(api.api_client())
     with pytest.raises(ApiException) as err:
         objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, _bad("bad-one"))
     assert err.value.status == 403
-    status = json.loads(err.value.body)
+    status = json.loads(err.value.body or "{}")
     assert status["message"].startswith(
         'admission webhook "validate.tmc.kcp.io" denied the request: '
         '[synctarget-validation] spec.cells[zone]: Invalid value: "not a label value!"'
@@ -138,7 +138,7 @@ def test_bad_sync_target_denied_with_our_message(api: Any) -> None:
 
 
 def test_defaults_and_key_label_on_the_stored_object(api: Any) -> None:
-    objects = CustomObjectsApi(api.api_client())
+    objects: Any = CustomObjectsApi(api.api_client())
     objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, _good("stored-one"))
     stored = objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, "stored-one")
     assert stored["spec"] == {"unschedulable": False, "supportedAPIExports": [{"export": "kubernetes"}]}
@@ -146,7 +146,7 @@ def test_defaults_and_key_label_on_the_stored_object(api: Any) -> None:
 
 
 def test_dry_run_create_works_and_stores_nothing(api: Any) -> None:
-    objects = CustomObjectsApi(api.api_client())
+    objects: Any = CustomObjectsApi(api.api_client())
     created = objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, _good("dry-one"), dry_run="All")
     assert created["spec"]["unschedulable"] is False
     assert created["metadata"]["labels"][LABEL_SYNC_TARGET_KEY] == sync_target_key("root", "dry-one")
@@ -156,14 +156,14 @@ def test_dry_run_create_works_and_stores_nothing(api: Any) -> None:
 
 
 def test_status_update_with_a_future_heartbeat_is_denied(api: Any) -> None:
-    objects = CustomObjectsApi(api.api_client())
+    objects: Any = CustomObjectsApi(api.api_client())
     objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, _good("status-one"))
     current = objects.get_cluster_custom_object(GROUP, VERSION, PLURAL, "status-one")
     current["status"] = {"lastSyncerHeartbeatTime": "2999-01-01T00:00:00Z"}
     with pytest.raises(ApiException) as err:
         objects.replace_cluster_custom_object_status(GROUP, VERSION, PLURAL, "status-one", current)
     assert err.value.status == 403
-    message = json.loads(err.value.body)["message"]
+    message = json.loads(err.value.body or "{}")["message"]
     assert message.startswith(
         'admission webhook "validate.tmc.kcp.io" denied the request: [synctarget-validation] '
         'status.lastSyncerHeartbeatTime: Invalid value: "2999-01-01T00:00:00Z": is '
@@ -171,11 +171,11 @@ def test_status_update_with_a_future_heartbeat_is_denied(api: Any) -> None:
 
 
 def test_protected_sync_target_cannot_be_deleted(api: Any) -> None:
-    objects = CustomObjectsApi(api.api_client())
+    objects: Any = CustomObjectsApi(api.api_client())
     obj = _good("protected-one")
     obj["metadata"]["annotations"] = {"tmc.kcp.io/deletion-protected": "true"}
     objects.create_cluster_custom_object(GROUP, VERSION, PLURAL, obj)
     with pytest.raises(ApiException) as err:
         objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, "protected-one")
     assert err.value.status == 403
-    assert "[synctarget-deletion-protection]" in json.loads(err.value.body)["message"]
+    assert "[synctarget-deletion-protection]" in json.loads(err.value.body or "{}")["message"]

@@ -71,7 +71,7 @@ def test_bodies_that_are_not_reviews_get_400(client: FlaskClient, body: bytes, m
 
 def test_bad_field_with_a_readable_uid_is_answered_as_a_review(client: FlaskClient) -> None:
     review = make_review(sync_target(), uid="u-7")
-    review["request"]["operation"] = "PATCH"
+    review["request"]["operation"] = "PATCH"  # type: ignore[typeddict-item]
     resp = post(client, "/validate", review)
     assert resp.status_code == 200
     assert resp.get_json() == {

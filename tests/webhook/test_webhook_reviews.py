@@ -27,7 +27,8 @@ def answer(resp: Any) -> dict[str, Any]:
     assert resp.headers["Content-Type"] == "application/json"
     review = resp.get_json()
     assert review["kind"] == "AdmissionReview"
-    return review["response"]
+    response: dict[str, Any] = review["response"]
+    return response
 
 
 @pytest.mark.parametrize("version", ["admission.k8s.io/v1", "admission.k8s.io/v1beta1"])

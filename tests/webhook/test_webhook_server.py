@@ -13,6 +13,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -29,19 +30,26 @@ def https(server: Server, timeout: float = 5.0) -> http.client.HTTPSConnection:
     return http.client.HTTPSConnection("127.0.0.1", server.port, context=server.context(), timeout=timeout)
 
 
-def review_once(conn: http.client.HTTPSConnection, path: str = "/validate?timeout=10s") -> dict:
+def review_once(conn: http.client.HTTPSConnection, path: str = "/validate?timeout=10s") -> dict[str, Any]:
     conn.request("POST", path, body=REVIEW, headers=HEADERS)
     resp = conn.getresponse()
     body = resp.read()
     assert resp.status == 200, body
-    return json.loads(body)
+    answer: dict[str, Any] = json.loads(body)
+    return answer
+
+
+def peer_certificate(tls: ssl.SSLSocket) -> x509.Certificate:
+    der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
 
 
 def test_chain_verifies_with_the_ca_and_the_service_name(server: Server) -> None:
     with server.connect() as tls:
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
         assert tls.compression() is None
-        cert = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+        cert = peer_certificate(tls)
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert SERVER_NAME in names.get_values_for_type(x509.DNSName)
     # A client that trusts another CA refuses the server.
@@ -176,9 +184,9 @@ def test_idle_slow_and_half_open_connections_do_not_delay_reviews(server: Server
         for _ in range(200):
             idle.append(server.connect())
         for _ in range(50):
-            conn = server.connect()
-            conn.sendall(b"POST /validate HTTP/1.1\r\n")
-            loris.append(conn)
+            slow = server.connect()
+            slow.sendall(b"POST /validate HTTP/1.1\r\n")
+            loris.append(slow)
         for _ in range(20):
             half_open.append(socket.create_connection(("127.0.0.1", server.port), timeout=5))
         latencies = []
@@ -206,10 +214,10 @@ def test_idle_slow_and_half_open_connections_do_not_delay_reviews(server: Server
         # The header timeout (1 s) has closed the slow-loris connections by now.
         time.sleep(1.2)
         closed = 0
-        for s in loris:
-            s.settimeout(2)
+        for sock in loris:
+            sock.settimeout(2)
             try:
-                data = s.recv(100)
+                data = sock.recv(100)
             except (OSError, ssl.SSLError):
                 data = b""
             closed += data == b""
@@ -218,8 +226,8 @@ def test_idle_slow_and_half_open_connections_do_not_delay_reviews(server: Server
         idle[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         assert idle[0].recv(100).startswith(b"HTTP/1.1 200")
     finally:
-        for s in idle + loris + half_open:
-            s.close()
+        for each in [*idle, *loris, *half_open]:
+            each.close()
 
 
 def test_certificate_rotation_under_load_fails_no_request(server: Server) -> None:
@@ -269,7 +277,7 @@ def test_certificate_rotation_under_load_fails_no_request(server: Server) -> Non
 
 def _served_serial(server: Server) -> int:
     with server.connect() as tls:
-        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+        return peer_certificate(tls).serial_number
 
 
 def test_cli_refuses_bad_input_before_serving(tmp_path: Path, cert_dir: Path) -> None:

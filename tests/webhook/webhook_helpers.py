@@ -26,7 +26,8 @@ SERVER_NAME = f"{SERVICE}.{NAMESPACE}.svc"
 
 def example(name: str) -> dict[str, Any]:
     """A fresh copy of ``examples/reviews/<name>``."""
-    return json.loads((EXAMPLES / name).read_text())
+    review: dict[str, Any] = json.loads((EXAMPLES / name).read_text())
+    return review
 
 
 def sync_target(name: str = "eu-central-1a", **spec: Any) -> dict[str, Any]:
@@ -43,7 +44,8 @@ def apply_patch(obj: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]
     """``obj`` after the base64 JSON Patch of ``response`` (a deep copy; ``obj`` is untouched)."""
     assert response["patchType"] == "JSONPatch"
     ops = json.loads(base64.b64decode(response["patch"]))
-    return jsonpatch.apply_patch(copy.deepcopy(obj), ops)
+    patched: dict[str, Any] = jsonpatch.apply_patch(copy.deepcopy(obj), ops)
+    return patched
 
 
 def post(client: FlaskClient, path: str, review: Any, **kwargs: Any) -> Any:
