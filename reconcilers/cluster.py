@@ -25,6 +25,7 @@ import copy
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -108,6 +109,19 @@ _RESOURCES: dict[str, Resource] = {
 }
 
 
+#: A cluster found unreachable is not contacted again for this long, doubling up to the cap, unless the
+#: Cluster object changes: connection timeouts must not stall the cycle of every other object.
+UNREACHABLE_BACKOFF = 5.0
+UNREACHABLE_BACKOFF_CAP = 300.0
+
+
+@dataclass
+class _Unreachable:
+    failures: int
+    retry_at: float
+    resource_version: str
+
+
 class _Failure(Exception):
     def __init__(self, reason: str, message: str, severity: str = ERROR) -> None:
         super().__init__(message)
@@ -147,6 +161,7 @@ class ClusterController:
         self._clients: dict[str, tuple[tuple[str, str], KubeClient]] = {}
         self._imports_at: dict[str, float] = {}
         self._imported: dict[str, dict[tuple[str, str], set[str]]] = {}
+        self._unreachable: dict[str, _Unreachable] = {}
 
     def close(self) -> None:
         """Close the clients of the physical clusters."""
@@ -191,6 +206,14 @@ class ClusterController:
                 },
                 partition,
             )
+        blocked = self._unreachable.get(obj["metadata"]["name"])
+        if (
+            blocked is not None
+            and blocked.resource_version == obj["metadata"].get("resourceVersion")
+            and ctx.now.timestamp() < blocked.retry_at
+        ):
+            # Unreachable last time and unchanged since: do not spend the cycle on connection timeouts.
+            return Outcome(due_at=blocked.retry_at)
         return self._reconcile(ctx, obj, partition)
 
     # --- reconcile ------------------------------------------------------------------------------------
@@ -223,8 +246,19 @@ class ClusterController:
                 status["syncedResources" if field == "syncedResources" else "lastHeartbeatTime"] = (
                     target_status[field]
                 )
-        self._write_status(ctx, cluster, partition, status, ready)
+        stored = self._write_status(ctx, cluster, partition, status, ready)
         log.debug("cluster reconciled", extra={"cluster": name, "ready": ready["status"]})
+        if ready.get("reason") == REASON_CLUSTER_UNREACHABLE:
+            failures = self._unreachable[name].failures + 1 if name in self._unreachable else 1
+            retry_at = ctx.now.timestamp() + min(
+                UNREACHABLE_BACKOFF_CAP, UNREACHABLE_BACKOFF * 2 ** (failures - 1)
+            )
+            self._unreachable[name] = _Unreachable(
+                failures, retry_at, stored["metadata"].get("resourceVersion", "")
+            )
+            due.append(retry_at)
+        else:
+            self._unreachable.pop(name, None)
         return Outcome(due_at=min(due) if due else None)
 
     def _write_status(self, ctx: Context, cluster: Obj, partition: int, fields: Obj, ready: Condition) -> Obj:
@@ -551,6 +585,7 @@ class ClusterController:
             cached[1].close()
         self._imports_at.pop(name, None)
         self._imported.pop(name, None)
+        self._unreachable.pop(name, None)
 
     def _uninstall(self, ctx: Context, cluster: Obj, partition: int) -> None:
         target_name = self._target_name(cluster)

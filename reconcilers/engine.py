@@ -100,6 +100,7 @@ class Backoff:
         return delay * random.uniform(0.8, 1.0)
 
     def reset(self, ref: ObjectRef) -> None:
+        """Forget the failures of ``ref`` (it succeeded, or it is gone)."""
         self.failures.pop(ref, None)
 
 
@@ -264,6 +265,12 @@ class Engine:
             outcome = controller.reconcile(ctx, obj, partition)
         except NotOwner:
             return 0
+        except NotFound:
+            # Deleted between the list and the write: nothing left to reconcile, not an error.
+            log.debug("object gone", extra={"controller": controller.name, "object": ref.name})
+            self.backoff.reset(ref)
+            self.schedule(ref, None)
+            return 0
         except Exception as exc:  # one object, even one that trips a bug, must not stop the others
             delay = self.backoff.fail(ref)
             self.schedule(ref, self.clock() + delay)
@@ -308,6 +315,8 @@ class Engine:
                 ok = False
                 continue
             for ref, obj, partition in work:
+                if self.stopping.is_set():
+                    return False  # SIGTERM: the write in progress is done, stop here
                 seen.add(ref)
                 if partition not in owned:
                     self._partition[ref] = partition
@@ -342,6 +351,8 @@ class Engine:
         ctx = Context(self, snapshot, datetime.fromtimestamp(self.clock(), UTC))
         owned = self.ownership.owned()
         for ref in refs:
+            if self.stopping.is_set():
+                return
             controller = self._controller(ref.controller)
             partition = self._partition.get(ref, 0)
             if controller is None or partition not in owned:

@@ -437,6 +437,13 @@ def test_namespace_in_body_must_match_the_url(backend: Backend, namespace: str) 
         "BadRequest",
         "the namespace of the provided object does not match the namespace sent on the request",
     )
+    backend.http("POST", f"/api/v1/namespaces/{namespace}/configmaps", configmap("cm", namespace))
+    moved = backend.http("PUT", f"/api/v1/namespaces/{namespace}/configmaps/cm", configmap("cm", "elsewhere"))
+    assert moved.body == failure(
+        400,
+        "BadRequest",
+        f"the namespace of the object (elsewhere) does not match the namespace on the request ({namespace})",
+    )
 
 
 def test_custom_resources_need_a_resource_version_to_update(backend: Backend, synctargets: str) -> None:

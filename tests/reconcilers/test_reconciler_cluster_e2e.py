@@ -306,6 +306,21 @@ def test_unreachable_cluster_condition(kube, physical, tmp_path, engine):
     assert ready["message"].startswith("Error getting /readyz: GET https://127.0.0.1:")
     assert "Connection refused" in ready["message"]
 
+    # Not contacted again until its backoff is due (nor are writes made), unless the Cluster changes.
+    clusters = engine.controllers[0]
+    remote = clusters._clients["far"][1]
+    before = remote.requests
+    cluster_writes = engine.metrics.writes.labels("cluster")._value.get()
+    assert engine.run_cycle()
+    assert remote.requests == before
+    assert engine.metrics.writes.labels("cluster")._value.get() == cluster_writes
+    retry_at = clusters._unreachable["far"].retry_at
+    assert engine.next_due() == retry_at
+    kube.merge_patch(CLUSTERS, "far", {"spec": {"unschedulable": True}})
+    assert engine.run_cycle()
+    assert remote.requests > before
+    assert clusters._unreachable["far"].failures == 2
+
 
 def test_sync_target_of_another_owner_is_not_adopted(kube, physical, tmp_path, engine):
     kubeconfig_secret(kube, physical, tmp_path)

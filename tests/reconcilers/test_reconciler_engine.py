@@ -241,3 +241,20 @@ def test_a_bug_in_a_list_does_not_end_the_loop(caplog):
     finally:
         engine.stop()
         runner.join(timeout=5)
+
+
+def test_a_stopping_engine_ends_the_cycle_after_the_current_object():
+    rec = Recorder(["a", "b", "c"])
+    engine, _ = make(rec)
+    original = rec.reconcile
+
+    def stop_after_first(ctx, obj, partition):
+        outcome = original(ctx, obj, partition)
+        engine.stop()
+        return outcome
+
+    rec.reconcile = stop_after_first
+    assert not engine.run_cycle()
+    assert rec.seen == ["a"]
+    engine.run_due([ObjectRef("recorder", "b")])
+    assert rec.fetched == []

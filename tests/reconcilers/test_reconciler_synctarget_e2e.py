@@ -220,3 +220,19 @@ def test_health_stays_live_but_not_ready_during_an_outage(api, kube):
     finally:
         engine.stop()
         runner.join(timeout=5)
+
+
+def test_object_deleted_between_list_and_write_is_not_an_error(api, kube):
+    create_target(kube, "ephemeral", heartbeat=now_text())
+    engine = make_engine(kube)
+    controller = engine.controllers[0]
+    from kcp_tmc.reconcilers.engine import Context, Snapshot
+
+    snapshot = Snapshot(kube)
+    ctx = Context(engine, snapshot, datetime.now(UTC))
+    work = controller.refs(ctx)
+    kube.delete(SYNCTARGETS, "ephemeral")
+    ref, obj, partition = work[0]
+    assert engine._reconcile(ctx, controller, ref, obj, partition) == 0
+    assert engine.backoff.failures == {}
+    assert engine.metrics.errors.labels("synctarget")._value.get() == 0
