@@ -34,6 +34,16 @@ import yaml
 
 from kcp_tmc.policies.exemptions import Exemptions
 from kcp_tmc.policies.policy import FailureMode, Mode
+from kcp_tmc.policies.yamlfiles import (
+    BOOL_TAG,
+    NULL_TAG,
+    STR_TAG,
+    SourceError,
+    describe_node,
+    node_line,
+    read_mapping,
+    yaml_problem,
+)
 
 if TYPE_CHECKING:
     from kcp_tmc.policies.registry import Registry
@@ -47,18 +57,12 @@ _MODES = ", ".join(m.value for m in Mode)
 _FAILURE_MODES = ", ".join(m.value for m in FailureMode)
 
 
-class ConfigError(ValueError):
+class ConfigError(SourceError):
     """A configuration that cannot be used: ``<source>:<line>: <reason>``.
 
     ``source``, ``line`` (1-based, ``None`` when the fault has no place in the file) and
     ``reason`` are also available as attributes.
     """
-
-    def __init__(self, source: str, line: int | None, reason: str) -> None:
-        self.source = source
-        self.line = line
-        self.reason = reason
-        super().__init__(f"{source}:{line}: {reason}" if line is not None else f"{source}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -142,26 +146,12 @@ def parse_config(text: str, source: str = "<string>") -> EngineConfig:
     return _Parser(source).parse(text)
 
 
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _describe(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if node.tag == "tag:yaml.org,2002:null":
-        return "null"
-    return repr(node.value) if node.tag == "tag:yaml.org,2002:str" else str(node.value)
-
-
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
 
     def error(self, node: yaml.Node | None, reason: str) -> ConfigError:
-        return ConfigError(self.source, _line(node) if node is not None else None, reason)
+        return ConfigError(self.source, node_line(node) if node is not None else None, reason)
 
     def parse(self, text: str) -> EngineConfig:
         try:
@@ -172,11 +162,8 @@ class _Parser:
             try:
                 root = loader.get_single_node()
             except yaml.MarkedYAMLError as exc:
-                mark = exc.problem_mark or exc.context_mark
-                problem = ", ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-                raise ConfigError(
-                    self.source, mark.line + 1 if mark is not None else None, f"not valid YAML: {problem}"
-                ) from None
+                line, problem = yaml_problem(exc)
+                raise ConfigError(self.source, line, f"not valid YAML: {problem}") from None
             self._loader = loader
             if root is None or _is_null(root):
                 return EngineConfig(source=self.source)
@@ -185,45 +172,30 @@ class _Parser:
             loader.dispose()
 
     def _mapping(self, node: yaml.Node, where: str, keys: Iterable[str]) -> dict[str, yaml.Node]:
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"{where} must be a mapping (got {_describe(node)})")
-        allowed = tuple(keys)
-        found: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            prefix = f"{where}: " if where != "the configuration" else ""
-            if not isinstance(key, str) or key_node.tag != "tag:yaml.org,2002:str":
-                raise self.error(key_node, f"{prefix}keys must be strings (got {_describe(key_node)})")
-            if key in found:
-                raise self.error(key_node, f"{prefix}duplicate key {key!r}")
-            if allowed and key not in allowed:
-                raise self.error(
-                    key_node, f"{prefix}unknown key {key!r} (expected one of {', '.join(allowed)})"
-                )
-            found[key] = value_node
-        return found
+        prefix = f"{where}: " if where != "the configuration" else ""
+        return read_mapping(node, where, keys, self.error, prefix=prefix)
 
     def _string(self, node: yaml.Node, where: str) -> str:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str" or not node.value:
-            raise self.error(node, f"{where} must be a non-empty string (got {_describe(node)})")
+        if not isinstance(node, yaml.ScalarNode) or node.tag != STR_TAG or not node.value:
+            raise self.error(node, f"{where} must be a non-empty string (got {describe_node(node)})")
         return str(node.value)
 
     def _strings(self, node: yaml.Node, where: str) -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
-            raise self.error(node, f"{where} must be a list of strings (got {_describe(node)})")
+            raise self.error(node, f"{where} must be a list of strings (got {describe_node(node)})")
         return tuple(self._string(item, f"{where}[{i}]") for i, item in enumerate(node.value))
 
     def _bool(self, node: yaml.Node, where: str) -> bool:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:bool":
-            raise self.error(node, f"{where} must be true or false (got {_describe(node)})")
+        if not isinstance(node, yaml.ScalarNode) or node.tag != BOOL_TAG:
+            raise self.error(node, f"{where} must be true or false (got {describe_node(node)})")
         return bool(self._loader.construct_object(node))
 
     def _enum(self, node: yaml.Node, where: str, choices: str, cls: type[Mode] | type[FailureMode]) -> Any:
         value = node.value if isinstance(node, yaml.ScalarNode) else None
         for member in cls:
-            if value == member.value and node.tag == "tag:yaml.org,2002:str":
+            if value == member.value and node.tag == STR_TAG:
                 return member
-        raise self.error(node, f"{where} must be one of {choices} (got {_describe(node)})")
+        raise self.error(node, f"{where} must be one of {choices} (got {describe_node(node)})")
 
     def _exemptions(self, node: yaml.Node, where: str) -> Exemptions:
         if _is_null(node):
@@ -234,7 +206,7 @@ class _Parser:
     def _policy(self, key_node: yaml.Node, node: yaml.Node, name: str) -> PolicyConfig:
         where = f"policies.{name}"
         if _is_null(node):
-            return PolicyConfig(line=_line(key_node))
+            return PolicyConfig(line=node_line(key_node))
         fields = self._mapping(node, where, _POLICY_KEYS)
         mode = failure_mode = None
         exemptions = Exemptions()
@@ -256,7 +228,7 @@ class _Parser:
             except Exception as exc:  # PyYAML raises AttributeError on some malformed tagged values
                 problem = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else None
                 mark = exc.problem_mark if isinstance(exc, yaml.MarkedYAMLError) else None
-                line = mark.line + 1 if mark is not None else _line(settings_node)
+                line = mark.line + 1 if mark is not None else node_line(settings_node)
                 raise ConfigError(
                     self.source, line, f"{where}.settings cannot be read: {problem or _describe_exc(exc)}"
                 ) from None
@@ -268,7 +240,7 @@ class _Parser:
             exemptions=exemptions,
             settings=settings,
             enabled=enabled,
-            line=_line(key_node),
+            line=node_line(key_node),
         )
 
     def _top(self, root: yaml.Node) -> EngineConfig:
@@ -283,7 +255,7 @@ class _Parser:
         if "disabled" in fields and not _is_null(fields["disabled"]):
             node = fields["disabled"]
             names = self._strings(node, "disabled")
-            disabled = {name: _line(item) for name, item in zip(names, node.value, strict=True)}
+            disabled = {name: node_line(item) for name, item in zip(names, node.value, strict=True)}
         policies: dict[str, PolicyConfig] = {}
         if "policies" in fields and not _is_null(fields["policies"]):
             node = fields["policies"]
@@ -305,4 +277,4 @@ def _describe_exc(exc: BaseException) -> str:
 
 
 def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+    return isinstance(node, yaml.ScalarNode) and node.tag == NULL_TAG

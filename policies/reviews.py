@@ -25,6 +25,7 @@ from kcp_tmc.policies.admission import (
     GroupVersionResource,
     Operation,
 )
+from kcp_tmc.policies.documents import describe
 from kcp_tmc.policies.kinds import KNOWN_TYPES, ResourceType
 from kcp_tmc.policies.policy import Object
 
@@ -160,19 +161,8 @@ def make_review(
 
 
 def _what(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return type(value).__name__
+    # The protocol is JSON, so a mapping is "an object" here; the rest reads as in file errors.
+    return "an object" if isinstance(value, Mapping) else describe(value)
 
 
 def parse_review(data: object) -> tuple[str, AdmissionRequest]:

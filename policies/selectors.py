@@ -26,6 +26,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kcp_tmc.policies.validation import is_qualified_name, is_valid_label_value
+
 __all__ = [
     "DEFAULT_FIELD_SELECTOR_FIELDS",
     "FieldRequirement",
@@ -61,76 +63,8 @@ class Operator(enum.StrEnum):
 
 _BINARY_OPERATORS = ("in", "notin", "=", "==", "!=", "gt", "lt")
 
-# --- validation of keys and values (k8s.io/apimachinery/pkg/api/validate/content) ---
-
-_LABEL_KEY_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_KEY_RE = re.compile(_LABEL_KEY_FMT)
-_LABEL_KEY_MSG = (
-    "must consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character"
-)
-_LABEL_VALUE_FMT = "(" + _LABEL_KEY_FMT + ")?"
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_LABEL_VALUE_MSG = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character"
-)
-_DNS1123_LABEL_FMT = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_SUBDOMAIN_RE = re.compile(_DNS1123_SUBDOMAIN_FMT)
-_DNS1123_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-    "and must start and end with an alphanumeric character"
-)
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    shown = " or ".join(f"'{example}', " for example in examples)
-    return f"{msg} (e.g. {shown}regex used for validation is '{fmt}')"
-
-
-def _byte_len(value: str) -> int:
-    # Go's len() counts bytes, and the limits are documented in bytes.
-    return len(value.encode())
-
-
-def _label_key_errors(key: str) -> list[str]:
-    errors: list[str] = []
-    parts = key.split("/")
-    if len(parts) > 2:
-        return [
-            "a valid label key "
-            + _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
-    name = parts[-1]
-    if len(parts) == 2:
-        prefix = parts[0]
-        if not prefix:
-            errors.append("prefix part must be non-empty")
-        else:
-            if _byte_len(prefix) > 253:
-                errors.append("prefix part must be no more than 253 bytes")
-            if not _DNS1123_SUBDOMAIN_RE.fullmatch(prefix):
-                detail = _regex_error(_DNS1123_SUBDOMAIN_MSG, _DNS1123_SUBDOMAIN_FMT, "example.com")
-                errors.append("prefix part " + detail)
-    if not name:
-        errors.append("name part must be non-empty")
-    elif _byte_len(name) > 63:
-        errors.append("name part must be no more than 63 bytes")
-    if not _LABEL_KEY_RE.fullmatch(name):
-        detail = _regex_error(_LABEL_KEY_MSG, _LABEL_KEY_FMT, "MyName", "my.name", "123-abc")
-        errors.append("name part " + detail)
-    return errors
-
-
-def _label_value_errors(value: str) -> list[str]:
-    errors: list[str] = []
-    if _byte_len(value) > 63:
-        errors.append("must be no more than 63 bytes")
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        errors.append(_regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errors
+# Keys and values are checked by the same functions the policies use (validation.py),
+# so a selector and a label on an object are refused in the same words.
 
 
 def _go_quote(value: str) -> str:
@@ -183,7 +117,7 @@ class Requirement:
         given = list(values)
         prefix = f"{path}." if path else ""
         errors: list[str] = []
-        if key_errors := _label_key_errors(key):
+        if key_errors := is_qualified_name(key):
             errors.append(_invalid(prefix + "key", _go_quote(key), "; ".join(key_errors)))
         try:
             op: Operator | None = Operator(operator)
@@ -219,7 +153,7 @@ class Requirement:
                 if not _is_int64(v)
             )
         for i, value in enumerate(given):
-            if value_errors := _label_value_errors(value):
+            if value_errors := is_valid_label_value(value):
                 path_i = f"{values_path}[{i}][{key}]"
                 errors.append(_invalid(path_i, _go_quote(value), "; ".join(value_errors)))
         if errors or op is None:
@@ -427,7 +361,7 @@ class _Parser:
         if token is not _Token.IDENTIFIER:
             raise SelectorError(f"found '{literal}', expected: identifier")
         key = literal
-        if key_errors := _label_key_errors(key):
+        if key_errors := is_qualified_name(key):
             raise SelectorError(_invalid("<nil>", _go_quote(key), "; ".join(key_errors)))
         if negated:
             # `!key` takes no operator; whatever follows is the caller's problem.

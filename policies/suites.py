@@ -47,6 +47,15 @@ from kcp_tmc.policies.engine import Engine, Outcome, PolicyResult, UnknownPolicy
 from kcp_tmc.policies.policy import Object, StaticLookup
 from kcp_tmc.policies.registry import Registry
 from kcp_tmc.policies.reviews import make_request
+from kcp_tmc.policies.yamlfiles import (
+    BOOL_TAG,
+    STR_TAG,
+    SourceError,
+    describe_node,
+    node_line,
+    read_mapping,
+    yaml_problem,
+)
 
 __all__ = [
     "RESULTS",
@@ -111,9 +120,6 @@ _TEST_KEYS: Final = (
 )
 _EXPECT_KEYS: Final = ("allowed", "messages", "warnings", "policies", "patchedObject")
 _POLICY_KEYS: Final = ("result", "messages")
-_STR: Final = "tag:yaml.org,2002:str"
-_NULL: Final = "tag:yaml.org,2002:null"
-_BOOL: Final = "tag:yaml.org,2002:bool"
 
 #: Row labels for the checks that are not about one policy.
 ALLOWED_ROW: Final = "(allowed)"
@@ -122,14 +128,8 @@ WARNINGS_ROW: Final = "(warnings)"
 PATCHED_ROW: Final = "(patchedObject)"
 
 
-class SuiteError(ValueError):
+class SuiteError(SourceError):
     """A suite that cannot be run: ``<file>[:<line>]: <reason>``."""
-
-    def __init__(self, source: str, line: int | None, reason: str) -> None:
-        self.source = source
-        self.line = line
-        self.reason = reason
-        super().__init__(f"{source}:{line}: {reason}" if line is not None else f"{source}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -262,20 +262,6 @@ def load_suite(path: str | Path) -> Suite:
     return _Parser(source, Path(path).parent, text).parse()
 
 
-def _line(node: yaml.Node) -> int:
-    return int(node.start_mark.line) + 1
-
-
-def _shown(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    if node.tag == _NULL:
-        return "null"
-    return repr(node.value) if node.tag == _STR else str(node.value)
-
-
 class _Parser:
     def __init__(self, source: str, base: Path, text: str) -> None:
         self.source = source
@@ -284,7 +270,7 @@ class _Parser:
         self.loader: JsonLoader | None = None
 
     def error(self, node: yaml.Node | None, reason: str) -> SuiteError:
-        return SuiteError(self.source, _line(node) if node is not None else None, reason)
+        return SuiteError(self.source, node_line(node) if node is not None else None, reason)
 
     def parse(self) -> Suite:
         try:
@@ -296,9 +282,7 @@ class _Parser:
             try:
                 root = loader.get_single_node()
             except yaml.MarkedYAMLError as exc:
-                mark = exc.problem_mark or exc.context_mark
-                problem = ", ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-                line = mark.line + 1 if mark is not None else None
+                line, problem = yaml_problem(exc)
                 raise SuiteError(self.source, line, f"not valid YAML: {problem}") from None
             if root is None:
                 raise SuiteError(self.source, None, "the suite is empty; it needs at least a list of tests")
@@ -309,40 +293,24 @@ class _Parser:
     # -- typed readers
 
     def mapping(self, node: yaml.Node, where: str, keys: Iterable[str]) -> dict[str, yaml.Node]:
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"{where} must be a mapping (got {_shown(node)})")
-        allowed = tuple(keys)
-        found: dict[str, yaml.Node] = {}
-        prefix = f"{where}: " if where else ""
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR:
-                raise self.error(key_node, f"{prefix}keys must be strings (got {_shown(key_node)})")
-            key = str(key_node.value)
-            if key in found:
-                raise self.error(key_node, f"{prefix}duplicate key {key!r}")
-            if allowed and key not in allowed:
-                raise self.error(
-                    key_node, f"{prefix}unknown key {key!r} (expected one of {', '.join(allowed)})"
-                )
-            found[key] = value_node
-        return found
+        return read_mapping(node, where, keys, self.error, prefix=f"{where}: " if where else "")
 
     def string(self, node: yaml.Node, where: str, *, empty: bool = False) -> str:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != _STR or (not node.value and not empty):
-            raise self.error(node, f"{where} must be a non-empty string (got {_shown(node)})")
+        if not isinstance(node, yaml.ScalarNode) or node.tag != STR_TAG or (not node.value and not empty):
+            raise self.error(node, f"{where} must be a non-empty string (got {describe_node(node)})")
         return str(node.value)
 
     def strings(self, node: yaml.Node, where: str, *, single: bool = False) -> tuple[str, ...]:
-        if single and isinstance(node, yaml.ScalarNode) and node.tag == _STR:
+        if single and isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG:
             return (self.string(node, where),)
         if not isinstance(node, yaml.SequenceNode):
             what = "a string or a list of strings" if single else "a list of strings"
-            raise self.error(node, f"{where} must be {what} (got {_shown(node)})")
+            raise self.error(node, f"{where} must be {what} (got {describe_node(node)})")
         return tuple(self.string(item, f"{where}[{i}]") for i, item in enumerate(node.value))
 
     def boolean(self, node: yaml.Node, where: str) -> bool:
-        if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
-            raise self.error(node, f"{where} must be true or false (got {_shown(node)})")
+        if not isinstance(node, yaml.ScalarNode) or node.tag != BOOL_TAG:
+            raise self.error(node, f"{where} must be true or false (got {describe_node(node)})")
         return bool(self.construct(node, where))
 
     def construct(self, node: yaml.Node, where: str) -> Any:
@@ -351,7 +319,7 @@ class _Parser:
             return self.loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark
-            line = mark.line + 1 if mark is not None else _line(node)
+            line = mark.line + 1 if mark is not None else node_line(node)
             raise SuiteError(self.source, line, f"{where} cannot be read: {exc.problem}") from None
 
     def file_objects(self, node: yaml.Node, where: str) -> tuple[list[Any], str]:
@@ -366,7 +334,7 @@ class _Parser:
 
     def object(self, node: yaml.Node, where: str) -> Object:
         """An object given inline or as a file path (one document)."""
-        if isinstance(node, yaml.ScalarNode) and node.tag == _STR:
+        if isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG:
             docs, name = self.file_objects(node, where)
             if len(docs) != 1:
                 raise self.error(
@@ -376,7 +344,9 @@ class _Parser:
         elif isinstance(node, yaml.MappingNode):
             value, what = self.construct(node, where), where
         else:
-            raise self.error(node, f"{where} must be a file name or an inline object (got {_shown(node)})")
+            raise self.error(
+                node, f"{where} must be a file name or an inline object (got {describe_node(node)})"
+            )
         return self.check_object(node, value, what)
 
     def check_object(self, node: yaml.Node, value: Any, where: str) -> Object:
@@ -390,12 +360,12 @@ class _Parser:
     def resources(self, node: yaml.Node, where: str) -> tuple[Object, ...]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.error(
-                node, f"{where} must be a list of file names or inline objects (got {_shown(node)})"
+                node, f"{where} must be a list of file names or inline objects (got {describe_node(node)})"
             )
         found: list[Object] = []
         for i, item in enumerate(node.value):
             at = f"{where}[{i}]"
-            if isinstance(item, yaml.ScalarNode) and item.tag == _STR:
+            if isinstance(item, yaml.ScalarNode) and item.tag == STR_TAG:
                 docs, name = self.file_objects(item, at)
                 for doc in docs:
                     # A kubectl List (kind: List, items: [...]) stands for its items.
@@ -407,11 +377,12 @@ class _Parser:
 
     def config(self, node: yaml.Node, where: str) -> EngineConfig:
         try:
-            if isinstance(node, yaml.ScalarNode) and node.tag == _STR:
+            if isinstance(node, yaml.ScalarNode) and node.tag == STR_TAG:
                 return load_config(self.base / self.string(node, where))
             if not isinstance(node, yaml.MappingNode):
                 raise self.error(
-                    node, f"{where} must be a file name or an inline configuration (got {_shown(node)})"
+                    node,
+                    f"{where} must be a file name or an inline configuration (got {describe_node(node)})",
                 )
             # Parse the inline text itself, padded to its place in the file, so that the
             # configuration's own errors give the suite's line numbers.
@@ -435,10 +406,11 @@ class _Parser:
         fields = self.mapping(root, "the suite", _SUITE_KEYS)
         if "apiVersion" in fields and self.string(fields["apiVersion"], "apiVersion") != API_VERSION:
             raise self.error(
-                fields["apiVersion"], f"apiVersion must be {API_VERSION} (got {_shown(fields['apiVersion'])})"
+                fields["apiVersion"],
+                f"apiVersion must be {API_VERSION} (got {describe_node(fields['apiVersion'])})",
             )
         if "kind" in fields and self.string(fields["kind"], "kind") != KIND:
-            raise self.error(fields["kind"], f"kind must be {KIND} (got {_shown(fields['kind'])})")
+            raise self.error(fields["kind"], f"kind must be {KIND} (got {describe_node(fields['kind'])})")
         name = self.string(fields["name"], "name") if "name" in fields else self.base.name or self.source
         description = (
             self.string(fields["description"], "description", empty=True) if "description" in fields else ""
@@ -447,18 +419,18 @@ class _Parser:
         requires: tuple[str, ...] = ()
         if "requires" in fields:
             requires = self.strings(fields["requires"], "requires")
-            lines["requires"] = _line(fields["requires"])
+            lines["requires"] = node_line(fields["requires"])
         policies = None
         if "policies" in fields:
             policies = self.policies(fields["policies"], "policies")
-            lines["policies"] = _line(fields["policies"])
+            lines["policies"] = node_line(fields["policies"])
         config = self.config(fields["config"], "config") if "config" in fields else None
         resources = self.resources(fields["resources"], "resources") if "resources" in fields else ()
         if "tests" not in fields:
             raise self.error(root, "tests is missing: a suite needs a list of tests")
         tests_node = fields["tests"]
         if not isinstance(tests_node, yaml.SequenceNode) or not tests_node.value:
-            raise self.error(tests_node, f"tests must be a non-empty list (got {_shown(tests_node)})")
+            raise self.error(tests_node, f"tests must be a non-empty list (got {describe_node(tests_node)})")
         tests: list[TestCase] = []
         seen: dict[str, int] = {}
         for i, node in enumerate(tests_node.value):
@@ -490,10 +462,10 @@ class _Parser:
         if "operation" in fields:
             op_node = fields["operation"]
             value = op_node.value if isinstance(op_node, yaml.ScalarNode) else None
-            if value not in OPERATIONS or op_node.tag != _STR:
+            if value not in OPERATIONS or op_node.tag != STR_TAG:
                 raise self.error(
                     op_node,
-                    f"{where}.operation must be one of {', '.join(OPERATIONS)} (got {_shown(op_node)})",
+                    f"{where}.operation must be one of {', '.join(OPERATIONS)} (got {describe_node(op_node)})",
                 )
             operation = value
         obj = self.object(fields["object"], f"{where}.object") if "object" in fields else None
@@ -504,7 +476,7 @@ class _Parser:
         policies = self.policies(fields["policies"], f"{where}.policies") if "policies" in fields else None
         return TestCase(
             name=name,
-            line=_line(node),
+            line=node_line(node),
             object=obj,
             old_object=old,
             operation=operation,
@@ -605,11 +577,11 @@ class _Parser:
         else:
             result_node, at = node, where
         result = result_node.value if isinstance(result_node, yaml.ScalarNode) else None
-        if result not in RESULTS or result_node.tag != _STR:
+        if result not in RESULTS or result_node.tag != STR_TAG:
             raise self.error(
-                result_node, f"{at} must be one of {', '.join(RESULTS)} (got {_shown(result_node)})"
+                result_node, f"{at} must be one of {', '.join(RESULTS)} (got {describe_node(result_node)})"
             )
-        return PolicyExpectation(str(key_node.value), str(result), messages, _line(key_node))
+        return PolicyExpectation(str(key_node.value), str(result), messages, node_line(key_node))
 
 
 # --- running ----------------------------------------------------------------------------------

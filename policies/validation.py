@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -34,6 +34,7 @@ __all__ = [
     "as_bool",
     "as_list",
     "as_map",
+    "as_objects",
     "as_str",
     "child",
     "duplicate",
@@ -356,6 +357,23 @@ def as_list(value: object, path: str, errs: list[FieldError]) -> list[Any] | Non
         return value
     errs.append(type_invalid(path, value, "an array"))
     return None
+
+
+def as_objects(
+    value: object, path: str, errs: list[FieldError], expected: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """The objects of an optional array, each with its path (``path[i]``).
+
+    An array of the wrong type, or an item of the wrong type, adds the usual type error; a
+    ``null`` item adds ``must be <expected>, not a null``.  Items that are not objects are skipped.
+    """
+    for i, item in enumerate(as_list(value, path, errs) or ()):
+        at = index(path, i)
+        entry = as_map(item, at, errs)
+        if entry is not None:
+            yield at, entry
+        elif item is None:
+            errs.append(type_invalid(at, item, expected))
 
 
 def as_str(value: object, path: str, errs: list[FieldError]) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from kcp_tmc.policies import patches
 from kcp_tmc.policies.admission import JsonPatchOperation
-from kcp_tmc.policies.builtin.status import changed, validate_common_status, validate_time
+from kcp_tmc.policies.builtin.status import changed, validate_status_section, validate_time
 from kcp_tmc.policies.builtin.synctarget import sync_target_name_errors
 from kcp_tmc.policies.kinds import CLUSTER
 from kcp_tmc.policies.model import DEFAULT_KUBECONFIG_KEY, DEFAULT_SYNC_MODE, SYNC_MODE_PULL, SYNC_MODES
@@ -169,15 +169,10 @@ def _validate_secret_ref(value: object, errs: list[FieldError]) -> None:
 
 
 def _validate_status(obj: Mapping[str, Any], old: Mapping[str, Any] | None, errs: list[FieldError]) -> None:
-    raw = obj.get("status")
-    old_raw = old.get("status") if old is not None else None
-    if raw is None or (old is not None and raw == old_raw):
+    section = validate_status_section(obj, old, errs)
+    if section is None:
         return
-    status = as_map(raw, "status", errs)
-    if status is None:
-        return
-    old_status = old_raw if isinstance(old_raw, Mapping) else None if old is None else {}
-    validate_common_status(status, old_status, "status", errs)
+    status, old_status = section
     if changed(status, old_status, "lastHeartbeatTime"):
         validate_time(status.get("lastHeartbeatTime"), "status.lastHeartbeatTime", errs)
     if changed(status, old_status, "kubernetesVersion"):

@@ -17,6 +17,7 @@ from kcp_tmc.policies.registry import validating
 from kcp_tmc.policies.validation import (
     as_list,
     as_map,
+    as_objects,
     as_str,
     child,
     duplicate,
@@ -90,15 +91,8 @@ def _validate_resource(value: object, errs: list[FieldError]) -> None:
 
 
 def _validate_selector_labels(value: object, errs: list[FieldError]) -> None:
-    items = as_list(value, _LABELS, errs)
     keys: set[str] = set()
-    for i, item in enumerate(items or ()):
-        at = index(_LABELS, i)
-        entry = as_map(item, at, errs)
-        if entry is None:
-            if item is None:
-                errs.append(type_invalid(at, item, "an object with key and values"))
-            continue
+    for at, entry in as_objects(value, _LABELS, errs, "an object with key and values"):
         label_key = _validate_key(entry.get("key"), child(at, "key"), errs)
         if label_key is not None:
             if label_key in keys:

@@ -23,6 +23,7 @@ from kcp_tmc.policies.timefmt import parse_rfc3339
 from kcp_tmc.policies.validation import (
     as_list,
     as_map,
+    as_objects,
     as_str,
     child,
     duplicate,
@@ -45,6 +46,7 @@ __all__ = [
     "validate_common_status",
     "validate_conditions",
     "validate_resource_list",
+    "validate_status_section",
     "validate_synced_resources",
     "validate_time",
 ]
@@ -111,15 +113,8 @@ def validate_resource_list(value: object, path: str, errs: list[FieldError]) -> 
 
 def validate_conditions(value: object, path: str, errs: list[FieldError]) -> None:
     """Check kcp conditions: a type, a status, an optional severity and an RFC 3339 transition time."""
-    conditions = as_list(value, path, errs)
     seen: set[str] = set()
-    for i, item in enumerate(conditions or ()):
-        at = index(path, i)
-        cond = as_map(item, at, errs)
-        if cond is None:
-            if item is None:
-                errs.append(type_invalid(at, item, "an object with type, status and lastTransitionTime"))
-            continue
+    for at, cond in as_objects(value, path, errs, "an object with type, status and lastTransitionTime"):
         raw_type = cond.get("type")
         if raw_type is None or raw_type == "":
             errs.append(required(child(at, "type"), "name the condition, e.g. Ready"))
@@ -151,14 +146,7 @@ def validate_conditions(value: object, path: str, errs: list[FieldError]) -> Non
 
 def validate_synced_resources(value: object, path: str, errs: list[FieldError]) -> None:
     """Check ``syncedResources[]`` against the CRD schema of kcp's ``ResourceToSync``."""
-    resources = as_list(value, path, errs)
-    for i, item in enumerate(resources or ()):
-        at = index(path, i)
-        res = as_map(item, at, errs)
-        if res is None:
-            if item is None:
-                errs.append(type_invalid(at, item, "an object with group, resource and versions"))
-            continue
+    for at, res in as_objects(value, path, errs, "an object with group, resource and versions"):
         group = as_str(res.get("group"), child(at, "group"), errs)
         if group is not None and _GROUP.fullmatch(group) is None:
             errs.append(
@@ -234,3 +222,25 @@ def validate_common_status(
         validate_conditions(status.get("conditions"), child(path, "conditions"), errs)
     if changed(status, old, "syncedResources"):
         validate_synced_resources(status.get("syncedResources"), child(path, "syncedResources"), errs)
+
+
+def validate_status_section(
+    obj: Mapping[str, Any], old: Mapping[str, Any] | None, errs: list[FieldError]
+) -> tuple[Mapping[str, Any], Mapping[str, Any] | None] | None:
+    """Check the common rules on ``obj``'s ``status``; return it and the old status to ratchet against.
+
+    ``old`` is the old object on UPDATE, else ``None``.  Returns ``None`` when there is nothing
+    more to check: no status, a status the UPDATE left as it was, or one that is not an object
+    (which adds a type error).  The old status is ``None`` on CREATE (every section is new) and
+    ``{}`` when the old object had none or an unusable one.
+    """
+    raw = obj.get("status")
+    old_raw = old.get("status") if old is not None else None
+    if raw is None or (old is not None and raw == old_raw):
+        return None
+    status = as_map(raw, "status", errs)
+    if status is None:
+        return None
+    old_status = old_raw if isinstance(old_raw, Mapping) else None if old is None else {}
+    validate_common_status(status, old_status, "status", errs)
+    return status, old_status

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from kcp_tmc.policies import patches
 from kcp_tmc.policies.admission import JsonPatchOperation
-from kcp_tmc.policies.builtin.status import changed, validate_common_status, validate_time
+from kcp_tmc.policies.builtin.status import changed, validate_status_section, validate_time
 from kcp_tmc.policies.clusters import CLUSTER_PATH_PATTERN, is_valid_cluster_path
 from kcp_tmc.policies.keys import ANNOTATION_DELETION_PROTECTED, LABEL_SYNC_TARGET_KEY, sync_target_key
 from kcp_tmc.policies.kinds import SYNC_TARGET
@@ -30,13 +30,12 @@ from kcp_tmc.policies.registry import mutating, validating
 from kcp_tmc.policies.timefmt import format_go_duration, parse_go_duration
 from kcp_tmc.policies.validation import (
     as_bool,
-    as_list,
     as_map,
+    as_objects,
     as_str,
     child,
     duplicate,
     forbidden,
-    index,
     invalid,
     is_dns1123_subdomain,
     is_http_url,
@@ -184,15 +183,9 @@ def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
 def _validate_spec(spec: Mapping[str, Any], errs: list[FieldError]) -> None:
     as_bool(spec.get("unschedulable"), "spec.unschedulable", errs)
     validate_time(spec.get("evictAfter"), "spec.evictAfter", errs)
-    exports = as_list(spec.get("supportedAPIExports"), "spec.supportedAPIExports", errs)
     seen: set[tuple[str, str]] = set()
-    for i, item in enumerate(exports or ()):
-        at = index("spec.supportedAPIExports", i)
-        ref = as_map(item, at, errs)
-        if ref is None:
-            if item is None:
-                errs.append(type_invalid(at, item, "an object such as {export: kubernetes}"))
-            continue
+    expected = "an object such as {export: kubernetes}"
+    for at, ref in as_objects(spec.get("supportedAPIExports"), "spec.supportedAPIExports", errs, expected):
         raw_export = ref.get("export")
         export = None
         if raw_export is None or raw_export == "":
@@ -224,15 +217,10 @@ def _validate_spec(spec: Mapping[str, Any], errs: list[FieldError]) -> None:
 def _validate_status(
     obj: Mapping[str, Any], old: Mapping[str, Any] | None, settings: Mapping[str, Any], errs: list[FieldError]
 ) -> None:
-    raw = obj.get("status")
-    old_raw = old.get("status") if old is not None else None
-    if raw is None or (old is not None and raw == old_raw):
+    section = validate_status_section(obj, old, errs)
+    if section is None:
         return
-    status = as_map(raw, "status", errs)
-    if status is None:
-        return
-    old_status = old_raw if isinstance(old_raw, Mapping) else None if old is None else {}
-    validate_common_status(status, old_status, "status", errs)
+    status, old_status = section
     if changed(status, old_status, "virtualWorkspaces"):
         _validate_virtual_workspaces(status.get("virtualWorkspaces"), errs)
     if changed(status, old_status, "lastSyncerHeartbeatTime"):
@@ -254,14 +242,8 @@ def _validate_status(
 
 
 def _validate_virtual_workspaces(value: object, errs: list[FieldError]) -> None:
-    workspaces = as_list(value, "status.virtualWorkspaces", errs)
-    for i, item in enumerate(workspaces or ()):
-        at = index("status.virtualWorkspaces", i)
-        entry = as_map(item, at, errs)
-        if entry is None:
-            if item is None:
-                errs.append(type_invalid(at, item, "an object with syncerURL and upsyncerURL"))
-            continue
+    expected = "an object with syncerURL and upsyncerURL"
+    for at, entry in as_objects(value, "status.virtualWorkspaces", errs, expected):
         for field, service in (("syncerURL", "syncer"), ("upsyncerURL", "upsyncer")):
             path = child(at, field)
             raw = entry.get(field)

@@ -13,6 +13,7 @@ from kcp_tmc.policies.validation import (
     as_bool,
     as_list,
     as_map,
+    as_objects,
     as_str,
     child,
     duplicate,
@@ -264,6 +265,20 @@ def test_typed_access() -> None:
         "l: Invalid value: {}: must be an array, not an object",
         "s: Invalid value: 1: must be a string, not a number",
         'b: Invalid value: "true": must be a boolean (true or false), not a string',
+    ]
+
+
+def test_as_objects_yields_objects_with_their_paths_and_reports_the_rest() -> None:
+    errs: list[FieldError] = []
+    assert list(as_objects(None, "items", errs, "an object with a name")) == []
+    assert errs == []
+    found = list(as_objects([{"a": 1}, None, "x", {"b": 2}], "items", errs, "an object with a name"))
+    assert found == [("items[0]", {"a": 1}), ("items[3]", {"b": 2})]
+    assert list(as_objects({}, "other", errs, "an object with a name")) == []
+    assert [str(e) for e in errs] == [
+        "items[1]: Invalid value: null: must be an object with a name, not a null",
+        'items[2]: Invalid value: "x": must be an object, not a string',
+        "other: Invalid value: {}: must be an array, not an object",
     ]
 
 
