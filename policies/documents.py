@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from kcp_tmc.policies.yamlfiles import SourceError, yaml_problem
+
 __all__ = ["DocumentError", "JsonLoader", "describe", "load_documents", "parse_documents", "read_text"]
 
 
@@ -34,14 +36,8 @@ for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
     JsonLoader.yaml_constructors[f"tag:yaml.org,2002:{_tag}"] = JsonLoader.construct_undefined
 
 
-class DocumentError(ValueError):
+class DocumentError(SourceError):
     """A file that cannot be read as JSON or YAML: ``<source>[:<line>]: <reason>``."""
-
-    def __init__(self, source: str, line: int | None, reason: str) -> None:
-        self.source = source
-        self.line = line
-        self.reason = reason
-        super().__init__(f"{source}:{line}: {reason}" if line is not None else f"{source}: {reason}")
 
 
 def read_text(path: str | Path, *, stdin_name: str = "-") -> tuple[str, str]:
@@ -82,11 +78,8 @@ def parse_documents(text: str, source: str) -> list[Any]:
     try:
         return [doc for doc in _load_all(text) if doc is not None]
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = ", ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        raise DocumentError(
-            source, mark.line + 1 if mark is not None else None, f"not valid JSON or YAML: {problem}"
-        ) from None
+        line, problem = yaml_problem(exc)
+        raise DocumentError(source, line, f"not valid JSON or YAML: {problem}") from None
     except yaml.YAMLError as exc:  # the reader refuses control characters before any parsing
         raise DocumentError(source, None, f"not valid JSON or YAML: {exc}") from None
 

@@ -463,9 +463,9 @@ class _Parser:
             op_node = fields["operation"]
             value = op_node.value if isinstance(op_node, yaml.ScalarNode) else None
             if value not in OPERATIONS or op_node.tag != STR_TAG:
+                got = describe_node(op_node)
                 raise self.error(
-                    op_node,
-                    f"{where}.operation must be one of {', '.join(OPERATIONS)} (got {describe_node(op_node)})",
+                    op_node, f"{where}.operation must be one of {', '.join(OPERATIONS)} (got {got})"
                 )
             operation = value
         obj = self.object(fields["object"], f"{where}.object") if "object" in fields else None
