@@ -42,9 +42,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
-class CA:
-    """A certificate authority: its certificate and private key."""
-
+class _CertAndKey:
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
 
@@ -60,22 +58,18 @@ class CA:
 
 
 @dataclass(frozen=True)
-class ServingPair:
-    """A serving certificate, its private key and the CA that issued it."""
+class CA(_CertAndKey):
+    """A certificate authority: its certificate and private key."""
 
-    cert: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
+
+@dataclass(frozen=True)
+class ServingPair(_CertAndKey):
+    """A serving certificate, its private key and the CA that issued it.
+
+    ``cert_pem`` is the leaf only: the CA is trusted through ``caBundle``.
+    """
+
     ca: CA
-
-    @property
-    def cert_pem(self) -> bytes:
-        """The serving certificate, PEM encoded (leaf only: the CA is trusted through ``caBundle``)."""
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-    @property
-    def key_pem(self) -> bytes:
-        """The private key, unencrypted PKCS#8 PEM."""
-        return _key_pem(self.key)
 
 
 def utcnow() -> datetime:
@@ -152,20 +146,7 @@ def new_ca(
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=True), critical=True)
         .add_extension(ski, critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
         .sign(key, hashes.SHA256())
@@ -236,20 +217,7 @@ def issue_for_names(
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(signs_certificates=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -331,6 +299,21 @@ def write_serving(paths: CertPaths, cert_pem: bytes, key_pem: bytes) -> None:
 def format_time(value: datetime) -> str:
     """RFC 3339 UTC with a ``Z``, as Kubernetes prints times."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key_usage(*, signs_certificates: bool) -> x509.KeyUsage:
+    # ECDSA keys sign (TLS handshakes, and certificates and CRLs for a CA); they never encipher.
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=signs_certificates,
+        crl_sign=signs_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

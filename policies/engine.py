@@ -80,6 +80,7 @@ __all__ = [
     "PolicyError",
     "PolicyResult",
     "UnknownPolicyError",
+    "select_policies",
 ]
 
 log = logging.getLogger("kcp_tmc.policies.engine")
@@ -104,6 +105,20 @@ class UnknownPolicyError(LookupError):
     def __str__(self) -> str:
         # LookupError would print the repr of the message, quotes and all.
         return str(self.args[0])
+
+
+def select_policies(registry: Registry, names: Iterable[str]) -> Registry:
+    """A registry holding the policies ``names`` of ``registry``, in that order.
+
+    Raises :class:`UnknownPolicyError` for a name ``registry`` does not hold.
+    """
+    chosen = Registry()
+    for name in names:
+        policy = registry.get(name)
+        if policy is None:
+            raise UnknownPolicyError(name, (p.name for p in registry))
+        chosen.register(policy)
+    return chosen
 
 
 class PolicyError(Exception):

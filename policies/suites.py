@@ -43,7 +43,7 @@ import yaml
 from kcp_tmc.policies.admission import OPERATIONS, Operation
 from kcp_tmc.policies.config import ConfigError, EngineConfig, load_config, parse_config
 from kcp_tmc.policies.documents import DocumentError, JsonLoader, describe, load_documents
-from kcp_tmc.policies.engine import Engine, Outcome, PolicyResult, UnknownPolicyError
+from kcp_tmc.policies.engine import Engine, Outcome, PolicyResult, select_policies
 from kcp_tmc.policies.policy import Object, StaticLookup
 from kcp_tmc.policies.registry import Registry
 from kcp_tmc.policies.reviews import make_request
@@ -633,12 +633,7 @@ def build_engine(registry: Registry, config: EngineConfig | None, names: Sequenc
     config = config if config is not None else EngineConfig()
     if names is None:
         return Engine(registry, config)
-    chosen = Registry()
-    for name in names:
-        policy = registry.get(name)
-        if policy is None:
-            raise UnknownPolicyError(name, (p.name for p in registry))
-        chosen.register(policy)
+    chosen = select_policies(registry, names)
     keep = set(names)
     config = dataclasses.replace(
         config,
@@ -695,6 +690,16 @@ def _missing(wanted: Sequence[str], texts: Sequence[str]) -> list[str]:
     return [w for w in wanted if not any(w in t for t in texts)]
 
 
+def _contains_check(row: str, wanted: Sequence[str], texts: Sequence[str], noun: str) -> Check:
+    # Passes when every wanted text is part of one of the texts (denials or warnings, by ``noun``).
+    missing = _missing(wanted, texts)
+    detail = ""
+    if missing:
+        detail = f"no {noun} contains " + ", ".join(json.dumps(m) for m in missing)
+        detail += f"; the {noun}s: {' | '.join(texts) or 'none'}"
+    return Check(row, f"{len(wanted)} found", _found(wanted, missing), not missing, detail)
+
+
 def _compare(expect: Expectation, outcome: Outcome) -> list[Check]:
     checks: list[Check] = []
     if expect.allowed is not None:
@@ -722,35 +727,9 @@ def _compare(expect: Expectation, outcome: Outcome) -> list[Check]:
         passed = got == exp.result and not missing
         checks.append(Check(exp.policy, exp.result, got, passed, "; ".join(problems)))
     if expect.messages:
-        missing = _missing(expect.messages, outcome.denials)
-        detail = ""
-        if missing:
-            detail = "no denial contains " + ", ".join(json.dumps(m) for m in missing)
-            detail += f"; the denials: {' | '.join(outcome.denials) or 'none'}"
-        checks.append(
-            Check(
-                MESSAGES_ROW,
-                f"{len(expect.messages)} found",
-                _found(expect.messages, missing),
-                not missing,
-                detail,
-            )
-        )
+        checks.append(_contains_check(MESSAGES_ROW, expect.messages, outcome.denials, "denial"))
     if expect.warnings:
-        missing = _missing(expect.warnings, outcome.warnings)
-        detail = ""
-        if missing:
-            detail = "no warning contains " + ", ".join(json.dumps(m) for m in missing)
-            detail += f"; the warnings: {' | '.join(outcome.warnings) or 'none'}"
-        checks.append(
-            Check(
-                WARNINGS_ROW,
-                f"{len(expect.warnings)} found",
-                _found(expect.warnings, missing),
-                not missing,
-                detail,
-            )
-        )
+        checks.append(_contains_check(WARNINGS_ROW, expect.warnings, outcome.warnings, "warning"))
     if expect.patched_object is not None:
         got_obj = outcome.patched
         if got_obj == expect.patched_object:

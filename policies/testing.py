@@ -119,21 +119,14 @@ def evaluate(
     """
     # Imported here, not at the top, to keep the plugin's import light.
     from kcp_tmc.policies.config import parse_config  # noqa: PLC0415
-    from kcp_tmc.policies.engine import Engine, UnknownPolicyError  # noqa: PLC0415
+    from kcp_tmc.policies.engine import Engine, select_policies  # noqa: PLC0415
     from kcp_tmc.policies.policy import StaticLookup  # noqa: PLC0415
-    from kcp_tmc.policies.registry import Registry  # noqa: PLC0415
 
     envelope: Mapping[str, Any] = review_or_request
     request: AdmissionRequest = envelope.get("request", envelope)
     source = registry if registry is not None else _registry()
     if policies is not None:
-        chosen = Registry()
-        for name in policies:
-            policy = source.get(name)
-            if policy is None:
-                raise UnknownPolicyError(name, (p.name for p in source))
-            chosen.register(policy)
-        source = chosen
+        source = select_policies(source, policies)
     if isinstance(config, str):
         config = parse_config(config, source="<config>")
     resolved: Lookup | None = StaticLookup(lookup) if isinstance(lookup, Sequence) else lookup

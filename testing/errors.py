@@ -181,28 +181,25 @@ def group_resource(group: str, resource: str) -> str:
     return f"{resource}.{group}" if group else resource
 
 
+def _object_named(group: str, resource: str, name: str) -> str:
+    # How apimachinery's errors name an object: synctargets.workload.kcp.io "x".
+    return f"{group_resource(group, resource)} {json.dumps(name)}"
+
+
+def _about_object(code: int, reason: str, message: str, group: str, resource: str, name: str) -> StatusError:
+    return StatusError(status(code, reason, message, {"name": name, "group": group, "kind": resource}))
+
+
 def not_found(group: str, resource: str, name: str) -> StatusError:
     """404 ``synctargets.workload.kcp.io "x" not found``."""
-    return StatusError(
-        status(
-            404,
-            "NotFound",
-            f"{group_resource(group, resource)} {json.dumps(name)} not found",
-            {"name": name, "group": group, "kind": resource},
-        )
-    )
+    message = f"{_object_named(group, resource, name)} not found"
+    return _about_object(404, "NotFound", message, group, resource, name)
 
 
 def already_exists(group: str, resource: str, name: str) -> StatusError:
     """409 ``synctargets.workload.kcp.io "x" already exists``."""
-    return StatusError(
-        status(
-            409,
-            "AlreadyExists",
-            f"{group_resource(group, resource)} {json.dumps(name)} already exists",
-            {"name": name, "group": group, "kind": resource},
-        )
-    )
+    message = f"{_object_named(group, resource, name)} already exists"
+    return _about_object(409, "AlreadyExists", message, group, resource, name)
 
 
 MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
@@ -210,14 +207,8 @@ MODIFIED = "the object has been modified; please apply your changes to the lates
 
 def conflict(group: str, resource: str, name: str, why: str = MODIFIED) -> StatusError:
     """409 ``Operation cannot be fulfilled on <gr> "x": <why>``."""
-    return StatusError(
-        status(
-            409,
-            "Conflict",
-            f"Operation cannot be fulfilled on {group_resource(group, resource)} {json.dumps(name)}: {why}",
-            {"name": name, "group": group, "kind": resource},
-        )
-    )
+    message = f"Operation cannot be fulfilled on {_object_named(group, resource, name)}: {why}"
+    return _about_object(409, "Conflict", message, group, resource, name)
 
 
 def invalid(group: str, kind: str, name: str, errors: list[FieldError]) -> StatusError:
@@ -259,8 +250,8 @@ def forbidden(group: str, resource: str, name: str, why: str) -> StatusError:
     elif not name:
         message = f"{group_resource(group, resource)} is forbidden: {why}"
     else:
-        message = f"{group_resource(group, resource)} {json.dumps(name)} is forbidden: {why}"
-    return StatusError(status(403, "Forbidden", message, {"name": name, "group": group, "kind": resource}))
+        message = f"{_object_named(group, resource, name)} is forbidden: {why}"
+    return _about_object(403, "Forbidden", message, group, resource, name)
 
 
 def expired(message: str) -> StatusError:

@@ -91,15 +91,33 @@ class ResourceInfo:
         return tuple(subs)
 
 
-def _core(kind: str, plural: str, namespaced: bool = True, **kw: Any) -> ResourceInfo:
-    return ResourceInfo("", "v1", kind, plural, kind.lower(), namespaced, **kw)
-
-
 def _in(group: str, version: str, kind: str, plural: str, namespaced: bool = True, **kw: Any) -> ResourceInfo:
     return ResourceInfo(group, version, kind, plural, kind.lower(), namespaced, **kw)
 
 
+def _core(kind: str, plural: str, namespaced: bool = True, **kw: Any) -> ResourceInfo:
+    return _in("", "v1", kind, plural, namespaced, **kw)
+
+
 _WORKLOAD_SCALE = ScalePaths(selector_from_spec=True)
+
+
+def _workload(
+    group: str, kind: str, plural: str, *short_names: str, scale: ScalePaths | None = None
+) -> ResourceInfo:
+    # Controller-managed workloads: kubectl's "all" category, a status subresource, a generation.
+    return _in(
+        group,
+        "v1",
+        kind,
+        plural,
+        short_names=short_names,
+        categories=("all",),
+        status=True,
+        scale=scale,
+        generation=True,
+    )
+
 
 BUILTINS: tuple[ResourceInfo, ...] = (
     _core(
@@ -143,60 +161,12 @@ BUILTINS: tuple[ResourceInfo, ...] = (
         ),
     ),
     _core("ResourceQuota", "resourcequotas", short_names=("quota",), status=True),
-    _in(
-        "apps",
-        "v1",
-        "Deployment",
-        "deployments",
-        short_names=("deploy",),
-        categories=("all",),
-        status=True,
-        scale=_WORKLOAD_SCALE,
-        generation=True,
-    ),
-    _in(
-        "apps",
-        "v1",
-        "ReplicaSet",
-        "replicasets",
-        short_names=("rs",),
-        categories=("all",),
-        status=True,
-        scale=_WORKLOAD_SCALE,
-        generation=True,
-    ),
-    _in(
-        "apps",
-        "v1",
-        "StatefulSet",
-        "statefulsets",
-        short_names=("sts",),
-        categories=("all",),
-        status=True,
-        scale=_WORKLOAD_SCALE,
-        generation=True,
-    ),
-    _in(
-        "apps",
-        "v1",
-        "DaemonSet",
-        "daemonsets",
-        short_names=("ds",),
-        categories=("all",),
-        status=True,
-        generation=True,
-    ),
-    _in("batch", "v1", "Job", "jobs", categories=("all",), status=True, generation=True),
-    _in(
-        "batch",
-        "v1",
-        "CronJob",
-        "cronjobs",
-        short_names=("cj",),
-        categories=("all",),
-        status=True,
-        generation=True,
-    ),
+    _workload("apps", "Deployment", "deployments", "deploy", scale=_WORKLOAD_SCALE),
+    _workload("apps", "ReplicaSet", "replicasets", "rs", scale=_WORKLOAD_SCALE),
+    _workload("apps", "StatefulSet", "statefulsets", "sts", scale=_WORKLOAD_SCALE),
+    _workload("apps", "DaemonSet", "daemonsets", "ds"),
+    _workload("batch", "Job", "jobs"),
+    _workload("batch", "CronJob", "cronjobs", "cj"),
     _in("coordination.k8s.io", "v1", "Lease", "leases"),
     _in(
         "apiextensions.k8s.io",

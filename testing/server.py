@@ -25,7 +25,7 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -39,6 +39,9 @@ from kcp_tmc.testing.store import Store, WatchEvent
 from kcp_tmc.testing.tls import serving_certs
 from kcp_tmc.testing.types import AdmissionHook
 from kcp_tmc.testing.wire import LAST_CHUNK, BadRequest, Request, chunk, read_request, response, response_head
+
+if TYPE_CHECKING:
+    import http.client
 
 Object = dict[str, Any]
 
@@ -75,6 +78,43 @@ class HTTPReply:
     def header_values(self, name: str) -> list[str]:
         """Every value of a header (``Warning`` may repeat)."""
         return [v for k, v in self.headers if k == name.lower()]
+
+
+def send_http(
+    connection: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    content_type: str = "application/json",
+    token: str = "",
+    headers: Mapping[str, str] | None = None,
+) -> HTTPReply:
+    """Send one request on ``connection``, read the whole answer and close the connection.
+
+    ``body`` is sent as it is when bytes or text, as JSON otherwise; ``token`` is a bearer token
+    (``""``: none); ``headers`` are added last and win.
+    """
+    data: bytes | None
+    if body is None:
+        data = None
+    elif isinstance(body, bytes | str):
+        data = body.encode() if isinstance(body, str) else body
+    else:
+        data = json.dumps(body).encode()
+    sent = {"Accept": "application/json"}
+    if data is not None:
+        sent["Content-Type"] = content_type
+    if token:
+        sent["Authorization"] = f"Bearer {token}"
+    sent.update(headers or {})
+    try:
+        connection.request(method, path, body=data, headers=sent)
+        raw = connection.getresponse()
+        payload = raw.read()
+        return HTTPReply(raw.status, [(k.lower(), v) for k, v in raw.getheaders()], payload)
+    finally:
+        connection.close()
 
 
 class FakeAPIServer:
@@ -364,27 +404,10 @@ class FakeAPIServer:
             connection = http.client.HTTPSConnection(self.host, self.port, timeout=timeout, context=context)
         else:
             connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
-        data: bytes | None
-        if body is None:
-            data = None
-        elif isinstance(body, bytes | str):
-            data = body.encode() if isinstance(body, str) else body
-        else:
-            data = json.dumps(body).encode()
-        sent = {"Accept": "application/json"}
-        if data is not None:
-            sent["Content-Type"] = content_type
         chosen = self.admin_token if token is None else token
-        if chosen:
-            sent["Authorization"] = f"Bearer {chosen}"
-        sent.update(headers or {})
-        try:
-            connection.request(method, path, body=data, headers=sent)
-            raw = connection.getresponse()
-            payload = raw.read()
-            return HTTPReply(raw.status, [(k.lower(), v) for k, v in raw.getheaders()], payload)
-        finally:
-            connection.close()
+        return send_http(
+            connection, method, path, body, content_type=content_type, token=chosen, headers=headers
+        )
 
     # --- direct helpers for tests (no HTTP, no admission, not counted) --------------------------
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.policies.builtin.helpers import BUILTIN_POLICIES
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("tmc-policy", "tmc-webhook", "tmc-certs", "tmc-reconciler")
 #: The generic names that must not land at the top of site-packages.
@@ -182,13 +184,6 @@ def test_the_console_scripts_are_installed_and_run(venv: Path, tmp_path: Path) -
     listing = _run([str(venv / "bin" / "tmc-policy"), "list", "-o", "json"], cwd=tmp_path)
     assert listing.returncode == 0, listing.stderr
     policies = json.loads(listing.stdout)["policies"]
-    assert {p["name"] for p in policies} >= {
-        "synctarget-validation",
-        "synctarget-deletion-protection",
-        "synctarget-defaults",
-        "cluster-validation",
-        "cluster-defaults",
-        "location-validation",
-    }
+    assert {p["name"] for p in policies} >= BUILTIN_POLICIES
     version = _run([str(venv / "bin" / "tmc-policy"), "--version"], cwd=tmp_path)
     assert version.stdout == "tmc-policy 0.1.0\n"

@@ -20,6 +20,8 @@ import pytest
 import urllib3
 import yaml
 
+from kcp_tmc.testing.crds import crd as tmc_crd
+
 CRD_DIR = Path(__file__).parent / "crds"
 
 #: Bearer tokens every backend knows, besides the admin's: (user, groups, uid).
@@ -40,7 +42,9 @@ ALICE_RULES = [
 
 
 def load_crd(name: str) -> dict[str, Any]:
-    """One of the CRDs in ``crds/``."""
+    """A CRD by name: the chart's own CRDs (``synctarget``), or a test one from ``crds/``."""
+    if name == "synctarget":
+        return tmc_crd("synctargets.workload.kcp.io")
     loaded = yaml.safe_load((CRD_DIR / f"{name}.yaml").read_text())
     assert isinstance(loaded, dict)
     return loaded

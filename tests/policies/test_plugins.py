@@ -22,22 +22,14 @@ from kcp_tmc.policies.plugins import (
     load_default_registry,
     load_entry_points,
 )
-
-CORE_BUILTINS = {
-    "synctarget-validation",
-    "synctarget-deletion-protection",
-    "synctarget-defaults",
-    "cluster-validation",
-    "cluster-defaults",
-    "location-validation",
-}
+from tests.policies.builtin.helpers import BUILTIN_POLICIES
 
 
 def builtin_names() -> set[str]:
     """Every policy the modules of kcp_tmc.policies.builtin registered (more may be added later)."""
     importlib.import_module("kcp_tmc.policies.builtin")
     names = {p.name for p in REGISTRY if p.source.startswith("kcp_tmc.policies.builtin.")}
-    assert names >= CORE_BUILTINS
+    assert names >= BUILTIN_POLICIES
     return names
 
 

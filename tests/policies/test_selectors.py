@@ -18,18 +18,7 @@ from kcp_tmc.policies.selectors import (
     parse_selector,
     selector_from_set,
 )
-
-KEY_REGEX_HINT = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', "
-    "regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
-)
-VALUE_REGEX_HINT = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
-    "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
-)
-
+from tests.policies.messages import LABEL_VALUE_REGEX, QNAME_REGEX
 
 # --- parsing: canonical form ---
 
@@ -99,16 +88,16 @@ def test_parse_builds_typed_requirements() -> None:
         ),
         (
             "k=$$",
-            f'unable to parse requirement: values[0][k]: Invalid value: "$$": {VALUE_REGEX_HINT}',
+            f'unable to parse requirement: values[0][k]: Invalid value: "$$": {LABEL_VALUE_REGEX}',
         ),
         (
             "a/b/c",
             'unable to parse requirement: <nil>: Invalid value: "a/b/c": a valid label key '
-            f"{KEY_REGEX_HINT} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+            f"{QNAME_REGEX} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
         ),
         (
             "-a",
-            f'unable to parse requirement: <nil>: Invalid value: "-a": name part {KEY_REGEX_HINT}',
+            f'unable to parse requirement: <nil>: Invalid value: "-a": name part {QNAME_REGEX}',
         ),
         (
             "/a",
@@ -124,7 +113,7 @@ def test_parse_builds_typed_requirements() -> None:
         (
             "a/",
             'unable to parse requirement: <nil>: Invalid value: "a/": name part must be non-empty; '
-            f"name part {KEY_REGEX_HINT}",
+            f"name part {QNAME_REGEX}",
         ),
         (
             "k" * 64,
@@ -247,8 +236,8 @@ def test_selector_from_set() -> None:
         ),
         (
             ("-", "in", ["%"]),
-            f'[key: Invalid value: "-": name part {KEY_REGEX_HINT}, '
-            f'values[0][-]: Invalid value: "%": {VALUE_REGEX_HINT}]',
+            f'[key: Invalid value: "-": name part {QNAME_REGEX}, '
+            f'values[0][-]: Invalid value: "%": {LABEL_VALUE_REGEX}]',
         ),
     ],
 )
@@ -326,7 +315,7 @@ def test_label_selector_all_operators() -> None:
         ),
         (
             {"matchLabels": {"a": "no spaces"}},
-            f'values[0][a]: Invalid value: "no spaces": {VALUE_REGEX_HINT}',
+            f'values[0][a]: Invalid value: "no spaces": {LABEL_VALUE_REGEX}',
         ),
         ({"matchLabels": {"/a": "b"}}, 'key: Invalid value: "/a": prefix part must be non-empty'),
     ],

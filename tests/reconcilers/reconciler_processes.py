@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -13,12 +14,29 @@ from typing import Any
 
 import yaml
 
+from kcp_tmc.reconcilers.client import KubeClient
+from kcp_tmc.reconcilers.resources import SECRETS
+
 CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "kcp-tmc" / "crds"
 
 
 def crds() -> list[dict[str, Any]]:
     """The CustomResourceDefinitions the reconciler needs, from charts/kcp-tmc/crds."""
     return [yaml.safe_load(path.read_text(encoding="utf-8")) for path in sorted(CRD_DIR.glob("*.yaml"))]
+
+
+def store_kubeconfig(kube: KubeClient, name: str, kubeconfig: bytes) -> None:
+    """Create Secret ``default/<name>`` holding ``kubeconfig`` under the key a Cluster reads by default."""
+    kube.create(
+        SECRETS,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "data": {"kubeconfig": base64.b64encode(kubeconfig).decode()},
+        },
+        namespace="default",
+    )
 
 
 FAST_LEASES = [

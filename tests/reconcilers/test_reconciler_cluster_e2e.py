@@ -28,6 +28,7 @@ from kcp_tmc.reconcilers.resources import (
 )
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
 from kcp_tmc.testing import FakeAPIServer
+from tests.reconcilers.reconciler_processes import store_kubeconfig
 
 
 def node(name: str, cpu: str, memory: str, ready: str = "True", unschedulable: bool = False) -> dict:
@@ -60,16 +61,7 @@ def physical(tmp_path: Path) -> Iterator[FakeAPIServer]:
 
 def kubeconfig_secret(kube: KubeClient, physical: FakeAPIServer, tmp_path: Path, name: str = "phys") -> None:
     text = Path(physical.write_kubeconfig(str(tmp_path / f"{name}.kubeconfig"))).read_bytes()
-    kube.create(
-        SECRETS,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "data": {"kubeconfig": base64.b64encode(text).decode()},
-        },
-        namespace="default",
-    )
+    store_kubeconfig(kube, name, text)
 
 
 def cluster(name: str, mode: str = "Push", secret: str = "phys", **spec) -> dict:
@@ -367,16 +359,7 @@ def test_install_refused_by_the_physical_cluster(kube, tmp_path, engine):
         text = Path(
             limited.write_kubeconfig(str(tmp_path / "ro"), token="reader-token", user="reader")
         ).read_bytes()
-        kube.create(
-            SECRETS,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "ro"},
-                "data": {"kubeconfig": base64.b64encode(text).decode()},
-            },
-            namespace="default",
-        )
+        store_kubeconfig(kube, "ro", text)
         kube.create(CLUSTERS, cluster("locked", mode="Pull", secret="ro"))
         converge(engine)
         ready = ready_of(kube.get(CLUSTERS, "locked"))

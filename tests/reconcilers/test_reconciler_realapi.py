@@ -5,7 +5,6 @@ Opt-in: needs ``KUBEBUILDER_ASSETS`` (a folder with ``etcd`` and ``kube-apiserve
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +20,10 @@ from kcp_tmc.reconcilers.resources import (
     APIRESOURCESCHEMAS,
     CLUSTERS,
     NODES,
-    SECRETS,
     SYNCTARGETS,
 )
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
-from tests.reconcilers.reconciler_processes import crds
+from tests.reconcilers.reconciler_processes import crds, store_kubeconfig
 
 pytestmark = [
     pytest.mark.realapi,
@@ -62,16 +60,7 @@ def test_registration_on_real_apiservers(servers, tmp_path: Path) -> None:
         }
         phys.replace(NODES, created, subresource="status")
         kubeconfig = Path(physical.kubeconfig_path).read_bytes()  # type: ignore[attr-defined]
-        kube.create(
-            SECRETS,
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "phys"},
-                "data": {"kubeconfig": base64.b64encode(kubeconfig).decode()},
-            },
-            namespace="default",
-        )
+        store_kubeconfig(kube, "phys", kubeconfig)
         kube.create(
             CLUSTERS,
             {

@@ -94,3 +94,22 @@ def sync_target(name: str, mode: str = "Push", **spec: Any) -> dict[str, Any]:
 def crd(template: dict[str, Any]) -> dict[str, Any]:
     """A fresh copy of a CRD template."""
     return copy.deepcopy(template)
+
+
+def failure(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Status body the apiserver answers a failed request with, every field spelled out.
+
+    ``details`` is left out when ``None`` (the apiserver omits an empty one for some errors).
+    """
+    body: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    if details is not None:
+        body["details"] = details
+    return body

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from fakeapi_support import failure
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -34,15 +35,7 @@ def test_missing_or_unknown_token_is_401(api: FakeAPIServer) -> None:
     for token in ("", "nope"):
         reply = api.http("GET", "/api/v1/namespaces", token=token)
         assert reply.status == 401
-        assert reply.json() == {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": "Unauthorized",
-            "reason": "Unauthorized",
-            "code": 401,
-        }
+        assert reply.json() == failure(401, "Unauthorized", "Unauthorized")
 
 
 def test_health_and_version_are_public(api: FakeAPIServer) -> None:
@@ -54,18 +47,14 @@ def test_rules_allow_and_forbid_with_the_apiserver_message(api: FakeAPIServer) -
     assert api.http("GET", "/api/v1/namespaces/default/configmaps", token="alice-token").status == 200
     reply = api.http("DELETE", "/api/v1/namespaces/default/configmaps/x", token="alice-token")
     assert reply.status == 403
-    assert reply.json() == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'configmaps "x" is forbidden: User "alice" cannot delete resource "configmaps" '
+    assert reply.json() == failure(
+        403,
+        "Forbidden",
+        'configmaps "x" is forbidden: User "alice" cannot delete resource "configmaps" '
         'in API group "" '
         'in the namespace "default"',
-        "reason": "Forbidden",
-        "details": {"name": "x", "kind": "configmaps"},
-        "code": 403,
-    }
+        {"name": "x", "kind": "configmaps"},
+    )
     cluster = api.http("GET", "/api/v1/nodes", token="alice-token").json()
     assert cluster["message"] == (
         'nodes is forbidden: User "alice" cannot list resource "nodes" in API group "" at the cluster scope'

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from fakeapi_support import GROUP, PLURAL, SYNC_TARGET_CRD, VERSION, crd, sync_target
+from fakeapi_support import GROUP, PLURAL, SYNC_TARGET_CRD, VERSION, crd, failure, sync_target
 from kubernetes import client, dynamic
 from kubernetes.client.rest import ApiException
 
@@ -79,31 +79,23 @@ def test_already_exists_exact_body(api: FakeAPIServer) -> None:
     api.create(sync_target("dup"))
     reply = api.http("POST", ST_PATH, sync_target("dup"))
     assert reply.status == 409
-    assert reply.json() == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'synctargets.workload.kcp.io "dup" already exists',
-        "reason": "AlreadyExists",
-        "details": {"name": "dup", "group": "workload.kcp.io", "kind": "synctargets"},
-        "code": 409,
-    }
+    assert reply.json() == failure(
+        409,
+        "AlreadyExists",
+        'synctargets.workload.kcp.io "dup" already exists',
+        {"name": "dup", "group": "workload.kcp.io", "kind": "synctargets"},
+    )
 
 
 def test_not_found_exact_body(api: FakeAPIServer) -> None:
     reply = api.http("GET", f"{ST_PATH}/missing")
     assert reply.status == 404
-    assert reply.json() == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'synctargets.workload.kcp.io "missing" not found',
-        "reason": "NotFound",
-        "details": {"name": "missing", "group": "workload.kcp.io", "kind": "synctargets"},
-        "code": 404,
-    }
+    assert reply.json() == failure(
+        404,
+        "NotFound",
+        'synctargets.workload.kcp.io "missing" not found',
+        {"name": "missing", "group": "workload.kcp.io", "kind": "synctargets"},
+    )
 
 
 def test_core_not_found_has_no_group(api: FakeAPIServer) -> None:
@@ -115,16 +107,7 @@ def test_core_not_found_has_no_group(api: FakeAPIServer) -> None:
 def test_unknown_path_is_plain_not_found(api: FakeAPIServer) -> None:
     reply = api.http("GET", "/apis/nothing.example.com/v1/things")
     assert reply.status == 404
-    assert reply.json() == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "the server could not find the requested resource",
-        "reason": "NotFound",
-        "details": {},
-        "code": 404,
-    }
+    assert reply.json() == failure(404, "NotFound", "the server could not find the requested resource", {})
 
 
 def test_namespace_must_exist(api: FakeAPIServer) -> None:
@@ -141,18 +124,14 @@ def test_stale_update_conflicts_with_exact_message(kube: client.ApiClient, api: 
     with pytest.raises(ApiException) as exc:
         objects.replace_cluster_custom_object(GROUP, VERSION, PLURAL, "conflict", created)
     assert exc.value.status == 409
-    assert _error(exc) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'Operation cannot be fulfilled on synctargets.workload.kcp.io "conflict": '
+    assert _error(exc) == failure(
+        409,
+        "Conflict",
+        'Operation cannot be fulfilled on synctargets.workload.kcp.io "conflict": '
         "the object has been "
         "modified; please apply your changes to the latest version and try again",
-        "reason": "Conflict",
-        "details": {"name": "conflict", "group": "workload.kcp.io", "kind": "synctargets"},
-        "code": 409,
-    }
+        {"name": "conflict", "group": "workload.kcp.io", "kind": "synctargets"},
+    )
 
 
 def test_custom_resource_update_needs_resource_version(api: FakeAPIServer) -> None:
@@ -415,16 +394,9 @@ def test_json_patch_and_its_failure(api: FakeAPIServer) -> None:
         "PATCH", f"{ST_PATH}/jp", [{"op": "remove", "path": "/spec/nothing"}], "application/json-patch+json"
     )
     assert bad.status == 422
-    assert bad.json() == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "the server rejected our request due to an error in our request",
-        "reason": "Invalid",
-        "details": {},
-        "code": 422,
-    }
+    assert bad.json() == failure(
+        422, "Invalid", "the server rejected our request due to an error in our request", {}
+    )
 
 
 def test_json_patch_test_op_with_resource_version(api: FakeAPIServer) -> None:
@@ -443,16 +415,12 @@ def test_strategic_merge_patch_on_custom_resource_is_415(api: FakeAPIServer) -> 
     api.create(sync_target("smp"))
     reply = api.http("PATCH", f"{ST_PATH}/smp", {"spec": {}}, "application/strategic-merge-patch+json")
     assert reply.status == 415
-    assert reply.json() == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "the body of the request was in an unknown format - accepted media types include: "
+    assert reply.json() == failure(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
         "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
-        "reason": "UnsupportedMediaType",
-        "code": 415,
-    }
+    )
 
 
 def test_strategic_merge_patch_merges_containers_by_name(kube: client.ApiClient) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from fakeapi_support import GROUP, PLURAL, SYNC_TARGET_CRD, VERSION, crd, sync_target
+from fakeapi_support import GROUP, PLURAL, SYNC_TARGET_CRD, VERSION, crd, failure, sync_target
 from kubernetes import client
 
 from kcp_tmc.testing import AdmissionAttributes, AdmissionResult, FakeAPIServer
@@ -71,16 +71,9 @@ def test_error_rate_injects_500s_and_429s(api: FakeAPIServer) -> None:
     reply = api.http("GET", "/api/v1/namespaces")
     assert reply.status == 429
     assert reply.header("retry-after") == "3"
-    assert reply.json() == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "Too many requests, please try again later.",
-        "reason": "TooManyRequests",
-        "details": {"retryAfterSeconds": 3},
-        "code": 429,
-    }
+    assert reply.json() == failure(
+        429, "TooManyRequests", "Too many requests, please try again later.", {"retryAfterSeconds": 3}
+    )
     api.faults.error_rate(1.0, code=500)
     assert (
         api.http("GET", "/api/v1/namespaces").json()["message"] == "Internal error occurred: injected fault"

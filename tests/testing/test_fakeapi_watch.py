@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from fakeapi_support import GROUP, PLURAL, SYNC_TARGET_CRD, VERSION, crd, sync_target
+from fakeapi_support import GROUP, PLURAL, SYNC_TARGET_CRD, VERSION, crd, failure, sync_target
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
@@ -103,15 +103,7 @@ def test_too_old_resource_version_is_410_gone(api: FakeAPIServer) -> None:
     assert events == [
         {
             "type": "ERROR",
-            "object": {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Failure",
-                "message": f"too old resource version: 2 ({oldest})",
-                "reason": "Expired",
-                "code": 410,
-            },
+            "object": failure(410, "Expired", f"too old resource version: 2 ({oldest})"),
         }
     ]
     with api.api_client() as kube, pytest.raises(ApiException) as exc:

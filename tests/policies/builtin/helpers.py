@@ -10,6 +10,17 @@ from kcp_tmc.policies.admission import AdmissionRequest
 from kcp_tmc.policies.kinds import ResourceType
 
 CLUSTER_NAME = "root:org:ws"
+#: The names of the policies kcp-tmc ships.
+BUILTIN_POLICIES = frozenset(
+    {
+        "synctarget-validation",
+        "synctarget-deletion-protection",
+        "synctarget-defaults",
+        "cluster-validation",
+        "cluster-defaults",
+        "location-validation",
+    }
+)
 
 
 def build_request(

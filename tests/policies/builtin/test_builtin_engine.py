@@ -14,16 +14,9 @@ from kcp_tmc.policies import REGISTRY, SYNC_TARGET, AdmissionRequest, StaticLook
 from kcp_tmc.policies.config import EngineConfig, PolicyConfig
 from kcp_tmc.policies.engine import Engine
 from kcp_tmc.policies.kinds import CLUSTER, LOCATION, ResourceType
+from tests.policies.builtin.helpers import BUILTIN_POLICIES
 
 KEY = "6ohB8yeXhwqTQVuBzJRgqcRJTpRjX7yTZu5g5g"  # root:org:ws / us-west1
-BUILTIN = {
-    "synctarget-validation",
-    "synctarget-deletion-protection",
-    "synctarget-defaults",
-    "cluster-validation",
-    "cluster-defaults",
-    "location-validation",
-}
 
 
 def review(
@@ -63,7 +56,7 @@ def engine() -> Any:
 def test_importing_the_package_registers_every_builtin_policy() -> None:
     module = importlib.import_module("kcp_tmc.policies.builtin")
     importlib.reload(module)  # registering the same functions again is a no-op, not a conflict
-    assert BUILTIN - {p.name for p in REGISTRY} == set()
+    assert BUILTIN_POLICIES - {p.name for p in REGISTRY} == set()
 
 
 def test_create_sync_target_is_defaulted_then_validated(engine: Engine) -> None:

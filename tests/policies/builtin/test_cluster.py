@@ -12,17 +12,7 @@ import pytest
 from kcp_tmc.policies import CLUSTER, REGISTRY, PolicyType, Verdict
 from kcp_tmc.policies.builtin.cluster import cluster_defaults, cluster_validation
 from tests.policies.builtin.helpers import build_request, messages
-
-LABEL_REGEX = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-    "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
-SUBDOMAIN_REGEX = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
-    "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
-    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
+from tests.policies.messages import LABEL_REGEX, SUBDOMAIN_REGEX
 
 
 def cluster(**spec: Any) -> dict[str, Any]:

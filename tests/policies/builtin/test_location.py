@@ -10,15 +10,11 @@ import pytest
 from kcp_tmc.policies import LOCATION, REGISTRY, PolicyType
 from kcp_tmc.policies.builtin.location import location_validation
 from tests.policies.builtin.helpers import build_request, messages
+from tests.policies.messages import LABEL_VALUE_REGEX
 
 PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9](\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?/)?"
     r"([a-zA-Z0-9][-a-zA-Z0-9_.]{0,61})?[a-zA-Z0-9]$"
-)
-LABEL_VALUE_REGEX = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
-    "must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', "
-    "regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
 )
 
 
