@@ -211,7 +211,11 @@ class Policy:
 
     ``subresources`` holds ``""`` for the main resource and e.g. ``"status"``.
     ``source`` says where it came from (a module, or an entry point) so that a
-    conflict can name both sides.
+    conflict can name both sides.  ``isolate`` (the default) lets the engine run
+    the policy on a pool thread when the request has a deadline, so that a policy
+    that hangs cannot hold the answer past it; a pure policy whose running time is
+    bounded by the size of its input (the built-ins) declares ``isolate=False``
+    and runs on the caller's thread, saving the hand-over.
     """
 
     name: str
@@ -225,6 +229,7 @@ class Policy:
     side_effects: bool = False
     description: str = ""
     source: str = ""
+    isolate: bool = True
 
     def handles(self, group: str, kind: str, operation: str, sub_resource: str) -> bool:
         """True when this policy wants a request of that kind, operation and subresource."""

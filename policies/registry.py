@@ -80,6 +80,7 @@ def _decorator(
     side_effects: bool,
     description: str,
     registry: Registry | None,
+    isolate: bool,
 ) -> Callable[[PolicyFunc], PolicyFunc]:
     def wrap(func: PolicyFunc) -> PolicyFunc:
         doc = (func.__doc__ or "").strip().splitlines()
@@ -95,6 +96,7 @@ def _decorator(
             side_effects=side_effects,
             description=description or (doc[0] if doc else ""),
             source=f"{func.__module__}.{func.__qualname__}",
+            isolate=isolate,
         )
         (registry if registry is not None else REGISTRY).register(policy)
         return func
@@ -113,6 +115,7 @@ def validating(
     side_effects: bool = False,
     description: str = "",
     registry: Registry | None = None,
+    isolate: bool = True,
 ) -> Callable[[PolicyFunc], PolicyFunc]:
     """Register a validating policy.
 
@@ -123,6 +126,10 @@ def validating(
             if "region" not in labels_of(req.object):
                 return Verdict.deny("metadata.labels.region", "is required; add a region label")
             return None
+
+    ``isolate=False`` declares the policy pure and quick (no lookups that may block, running
+    time bounded by the object's size): the engine then runs it on the caller's thread even
+    under a deadline.  Leave it ``True`` for anything that may take long.
     """
     return _decorator(
         PolicyType.VALIDATING,
@@ -135,6 +142,7 @@ def validating(
         side_effects,
         description,
         registry,
+        isolate,
     )
 
 
@@ -149,8 +157,12 @@ def mutating(
     side_effects: bool = False,
     description: str = "",
     registry: Registry | None = None,
+    isolate: bool = True,
 ) -> Callable[[PolicyFunc], PolicyFunc]:
-    """Register a mutating policy; its verdict's ``patch`` applies to the object it received."""
+    """Register a mutating policy; its verdict's ``patch`` applies to the object it received.
+
+    The keywords are those of :func:`validating`.
+    """
     return _decorator(
         PolicyType.MUTATING,
         name,
@@ -162,4 +174,5 @@ def mutating(
         side_effects,
         description,
         registry,
+        isolate,
     )

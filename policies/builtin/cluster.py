@@ -47,6 +47,7 @@ _IMAGE_EXAMPLE: Final = "ghcr.io/kcp-dev/kcp/syncer:v0.11.0"
     kinds=[CLUSTER],
     operations=["CREATE", "UPDATE"],
     subresources=["", "status"],
+    isolate=False,
 )
 def cluster_validation(req: PolicyRequest) -> Verdict | None:
     """Validate a Cluster's name, kubeconfig reference, sync mode, SyncTarget name and status."""
@@ -179,7 +180,7 @@ def _validate_status(obj: Mapping[str, Any], old: Mapping[str, Any] | None, errs
         as_str(status.get("kubernetesVersion"), "status.kubernetesVersion", errs)
 
 
-@mutating("cluster-defaults", kinds=[CLUSTER], operations=["CREATE", "UPDATE"])
+@mutating("cluster-defaults", kinds=[CLUSTER], operations=["CREATE", "UPDATE"], isolate=False)
 def cluster_defaults(req: PolicyRequest) -> Verdict | None:
     """Default ``syncMode``, ``unschedulable``, ``syncTargetName`` and ``kubeconfigSecretRef.key``."""
     obj = req.object

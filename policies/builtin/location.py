@@ -49,7 +49,7 @@ _SELECTOR_LABEL_KEY = re.compile(SELECTOR_LABEL_KEY_PATTERN[1:-1])
 _LABELS: Final = "spec.availableSelectorLabels"
 
 
-@validating("location-validation", kinds=[LOCATION], operations=["CREATE", "UPDATE"])
+@validating("location-validation", kinds=[LOCATION], operations=["CREATE", "UPDATE"], isolate=False)
 def location_validation(req: PolicyRequest) -> Verdict | None:
     """Validate a Location's resource, available selector labels and instance selector."""
     obj = req.object

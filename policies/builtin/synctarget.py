@@ -103,6 +103,7 @@ def sync_target_name_errors(name: str, path: str) -> list[FieldError]:
     kinds=[SYNC_TARGET],
     operations=["CREATE", "UPDATE"],
     subresources=["", "status"],
+    isolate=False,
 )
 def sync_target_validation(req: PolicyRequest) -> Verdict | None:
     """Validate a SyncTarget's name, key label, spec and status."""
@@ -336,7 +337,7 @@ def _default_exports() -> list[dict[str, str]]:
     return [{"export": "kubernetes"}]
 
 
-@mutating("synctarget-defaults", kinds=[SYNC_TARGET], operations=["CREATE", "UPDATE"])
+@mutating("synctarget-defaults", kinds=[SYNC_TARGET], operations=["CREATE", "UPDATE"], isolate=False)
 def sync_target_defaults(req: PolicyRequest) -> Verdict | None:
     """Default ``spec.unschedulable`` and ``spec.supportedAPIExports``; set the key label."""
     obj = req.object

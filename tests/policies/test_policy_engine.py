@@ -774,6 +774,36 @@ def test_inline_isolation_checks_the_deadline_between_policies(policies: Policie
     assert engine.evaluate(make_request(st()), deadline=clock.now + 10, policy="a-fast").allowed
 
 
+def test_policies_that_do_not_isolate_run_on_the_callers_thread(policies: Policies) -> None:
+    seen: list[str] = []
+
+    def where(req: PolicyRequest) -> Verdict | None:
+        seen.append(threading.current_thread().name)
+        return None
+
+    policies.validating("quick", where, isolate=False)
+    engine = policies.engine()
+    assert engine.policies[0].isolate is False
+    assert engine.evaluate(make_request(st()), deadline=time.monotonic() + 5).allowed
+    # pure, quick policies skip the hand-over even under a deadline: no pool was started
+    assert seen == [threading.current_thread().name]
+    assert engine._workers is None
+    # one isolating policy in the run is enough to move the whole run to a pool thread
+    policies.validating("careful", where)
+    engine = policies.engine()
+    assert engine.evaluate(make_request(st()), deadline=time.monotonic() + 5).allowed
+    assert len(seen) == 3 and seen[1] == seen[2] and seen[1].startswith("kcp-tmc-policy-")
+    engine.close()
+
+
+def test_the_built_ins_are_pure_and_quick_except_the_lookup_one() -> None:
+    from kcp_tmc.policies.plugins import load_builtins
+
+    registry = Registry()
+    load_builtins(registry)
+    assert {p.name for p in registry if p.isolate} == {"synctarget-deletion-protection"}
+
+
 def test_durations_come_from_the_clock(policies: Policies) -> None:
     clock = FakeClock()
 
