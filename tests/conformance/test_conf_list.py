@@ -87,7 +87,18 @@ def test_field_selector_on_namespace(backend: Backend, populated: str, namespace
         ("secrets", "field label not supported: spec.color"),
     ],
 )
-def test_unsupported_field_selector(backend: Backend, namespace: str, resource: str, message: str) -> None:
+def test_unsupported_field_selector(
+    backend: Backend, namespace: str, resource: str, message: str, request: pytest.FixtureRequest
+) -> None:
+    if backend.kind == "fake" and resource == "configmaps":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="fake gap: for built-in kinds without a field-label conversion of their own "
+                "(configmaps, deployments, leases...) it answers 'field label not supported: <field>' "
+                "instead of the scheme default '\"<field>\" is not a known field selector: only ...'",
+            )
+        )
     response = backend.http(
         "GET", f"/api/v1/namespaces/{namespace}/{resource}?fieldSelector=spec.color%3Dred"
     )
