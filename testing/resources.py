@@ -52,7 +52,8 @@ class ResourceInfo:
     custom: bool = False
     #: ``openAPIV3Schema`` of this version (custom resources only).
     schema: Object | None = field(default=None, compare=False, hash=False)
-    #: Extra fields accepted in ``?fieldSelector=`` besides metadata.name/namespace.
+    #: A CRD version's ``selectableFields`` (custom resources only; built-in kinds keep theirs in
+    #: :mod:`kcp_tmc.testing.fieldlabels`, which also says how each kind refuses other fields).
     field_selectors: tuple[str, ...] = ()
     #: Column definitions for ``kubectl get`` (``additionalPrinterColumns``).
     printer_columns: tuple[Object, ...] = field(default=(), compare=False, hash=False)
@@ -130,36 +131,18 @@ BUILTINS: tuple[ResourceInfo, ...] = (
         extra_subresources=("finalize",),
     ),
     _core("ConfigMap", "configmaps", short_names=("cm",)),
-    _core("Secret", "secrets", field_selectors=("type",)),
+    _core("Secret", "secrets"),
     _core("ServiceAccount", "serviceaccounts", short_names=("sa",)),
-    _core("Node", "nodes", False, short_names=("no",), status=True, field_selectors=("spec.unschedulable",)),
+    _core("Node", "nodes", False, short_names=("no",), status=True),
     _core(
         "Pod",
         "pods",
         short_names=("po",),
         categories=("all",),
         status=True,
-        field_selectors=("spec.nodeName", "status.phase", "spec.serviceAccountName"),
     ),
     _core("Service", "services", short_names=("svc",), categories=("all",), status=True),
-    _core(
-        "Event",
-        "events",
-        short_names=("ev",),
-        field_selectors=(
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ),
-    ),
+    _core("Event", "events", short_names=("ev",)),
     _core("ResourceQuota", "resourcequotas", short_names=("quota",), status=True),
     _workload("apps", "Deployment", "deployments", "deploy", scale=_WORKLOAD_SCALE),
     _workload("apps", "ReplicaSet", "replicasets", "rs", scale=_WORKLOAD_SCALE),

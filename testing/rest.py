@@ -25,8 +25,6 @@ import yaml
 
 from kcp_tmc.policies.documents import JsonLoader
 from kcp_tmc.policies.selectors import (
-    DEFAULT_FIELD_SELECTOR_FIELDS,
-    FieldSelector,
     Selector,
     SelectorError,
     parse_field_selector,
@@ -35,6 +33,7 @@ from kcp_tmc.policies.selectors import (
 from kcp_tmc.testing import errors, patching, schema
 from kcp_tmc.testing.auth import Authorizer, User, access_review, token_review
 from kcp_tmc.testing.errors import FieldError, StatusError
+from kcp_tmc.testing.fieldlabels import FieldFilter, FieldLabelError, field_filter
 from kcp_tmc.testing.instruments import Counters, Faults, WriteLog, WriteRecord
 from kcp_tmc.testing.resources import CRD_KEY, VIRTUAL, ResourceInfo, infos_from_crd
 from kcp_tmc.testing.store import Store
@@ -583,9 +582,11 @@ class Rest:
             )
         requested_rv = str(meta.get("resourceVersion") or "")
         if not requested_rv and not info.unconditional_update and call.subresource != "finalize":
+            # The registry names the resource where a kind belongs (GroupKind{Kind: resource}), so this
+            # reads `synctargets.workload.kcp.io "x" is invalid` with details.kind "synctargets".
             raise errors.invalid(
                 info.group,
-                info.kind,
+                info.plural,
                 call.name,
                 [FieldError.invalid("metadata.resourceVersion", 0, "must be specified for an update")],
             )
@@ -976,26 +977,24 @@ class Rest:
 
     # --- list --------------------------------------------------------------------------------------------
 
-    def selectors(self, call: Call) -> tuple[Selector, FieldSelector]:
-        """Parses ``labelSelector`` and ``fieldSelector``; 400 with apimachinery's message when invalid."""
-        info = call.info
+    def selectors(self, call: Call) -> tuple[Selector, FieldFilter]:
+        """Parses ``labelSelector`` and ``fieldSelector``; 400 with apimachinery's message when invalid.
+
+        Each field goes through the kind's field-label conversion (:mod:`kcp_tmc.testing.fieldlabels`),
+        so a refused field is worded as that kind's conversion words it.
+        """
         try:
             labels = parse_selector(call.query.get("labelSelector", ""))
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
-        supported = tuple(DEFAULT_FIELD_SELECTOR_FIELDS) + info.field_selectors
         try:
-            fields = parse_field_selector(call.query.get("fieldSelector", ""), None)
+            parsed = parse_field_selector(call.query.get("fieldSelector", ""), None)
         except SelectorError as exc:
             raise errors.bad_request(str(exc)) from exc
-        for requirement in fields.requirements:
-            if requirement.field not in supported:
-                if info.custom:
-                    raise errors.bad_request(
-                        f"{json.dumps(requirement.field)} is not a known field selector: only "
-                        + ", ".join(json.dumps(f) for f in supported)
-                    )
-                raise errors.bad_request(f"field label not supported: {requirement.field}")
+        try:
+            fields = field_filter(call.info, parsed)
+        except FieldLabelError as exc:
+            raise errors.bad_request(str(exc)) from exc
         return labels, fields
 
     def list_objects(self, call: Call) -> Object:

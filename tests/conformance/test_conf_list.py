@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 
 import pytest
-from conformance_kit import Backend, configmap
+from conformance_kit import Backend, configmap, unique
 
 LABELS = {
     "a": {"tier": "web", "env": "prod"},
@@ -85,26 +85,67 @@ def test_field_selector_on_namespace(backend: Backend, populated: str, namespace
         ),
         # Secrets (like pods, nodes, namespaces, services, events) have their own.
         ("secrets", "field label not supported: spec.color"),
+        ("pods", "field label not supported: spec.color"),
+        ("events", "field label not supported: spec.color"),
     ],
 )
-def test_unsupported_field_selector(
-    backend: Backend, namespace: str, resource: str, message: str, request: pytest.FixtureRequest
-) -> None:
-    if backend.kind == "fake" and resource == "configmaps":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="fake gap: for built-in kinds without a field-label conversion of their own "
-                "(configmaps, deployments, leases...) it answers 'field label not supported: <field>' "
-                "instead of the scheme default '\"<field>\" is not a known field selector: only ...'",
-            )
-        )
+def test_unsupported_field_selector(backend: Backend, namespace: str, resource: str, message: str) -> None:
     response = backend.http(
         "GET", f"/api/v1/namespaces/{namespace}/{resource}?fieldSelector=spec.color%3Dred"
     )
     assert response.status == 400
     assert response.body["reason"] == "BadRequest"
     assert response.body["message"] == message
+
+
+@pytest.mark.parametrize(
+    ("path", "selector", "message"),
+    [
+        # Deployments, like configmaps, fall back to the scheme default.
+        (
+            "/apis/apps/v1/deployments",
+            "spec.paused=true",
+            '"spec.paused" is not a known field selector: only "metadata.name", "metadata.namespace"',
+        ),
+        # Jobs have a conversion of their own, worded its own way.
+        (
+            "/apis/batch/v1/jobs",
+            "spec.suspend=true",
+            'field label "spec.suspend" not supported for batchv1.Job',
+        ),
+        # Cluster-scoped kinds with their own conversion refuse metadata.namespace.
+        ("/api/v1/nodes", "metadata.namespace=x", "field label not supported: metadata.namespace"),
+        ("/api/v1/namespaces", "metadata.namespace=x", "field label not supported: metadata.namespace"),
+        # The first refused field is the one reported.
+        (
+            "/api/v1/secrets",
+            "type=Opaque,spec.a=1,spec.b=2",
+            "field label not supported: spec.a",
+        ),
+    ],
+)
+def test_field_label_conversions(backend: Backend, path: str, selector: str, message: str) -> None:
+    response = backend.http("GET", f"{path}?{urllib.parse.urlencode({'fieldSelector': selector})}")
+    assert response.status == 400
+    assert response.body["reason"] == "BadRequest"
+    assert response.body["message"] == message
+
+
+def test_custom_resources_refuse_unknown_field_selectors(
+    backend: Backend, synctargets: str, widgets: str
+) -> None:
+    # The CRD converter words its refusal like the kinds with a conversion of their own, and a
+    # cluster-scoped custom resource has no metadata.namespace to select on.
+    for path, selector in [
+        (widgets, "spec.color=red"),
+        (synctargets, "spec.unschedulable=true"),
+        (synctargets, "metadata.namespace=x"),
+    ]:
+        response = backend.http("GET", f"{path}?{urllib.parse.urlencode({'fieldSelector': selector})}")
+        assert response.status == 400
+        assert response.body["reason"] == "BadRequest"
+        assert response.body["message"] == f"field label not supported: {selector.split('=')[0]}"
+    assert backend.http("GET", f"{widgets}?fieldSelector=metadata.namespace%3Dx").body["items"] == []
 
 
 def test_kind_specific_field_selector(backend: Backend, namespace: str) -> None:
@@ -164,3 +205,55 @@ def test_prefixed_label_keys(backend: Backend, namespace: str) -> None:
     assert names(backend, path, labelSelector=f"{key}=R2DPbwTUto2c2O2rBBEW57W11oOL5ALodAyMo") == ["keyed"]
     assert names(backend, path, labelSelector=key) == ["keyed", "other"]
     assert names(backend, path, labelSelector=f"!{key}") == ["none"]
+
+
+def test_field_set_values_of_kinds_with_their_own_conversion(backend: Backend, namespace: str) -> None:
+    # A node that leaves spec.unschedulable out is selected by "false", as Go prints the zero bool.
+    nodes = {unique("node"): {}, unique("node"): {"unschedulable": True}}
+    plain, cordoned = nodes
+    for name, spec in nodes.items():
+        body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}, "spec": spec}
+        assert backend.http("POST", "/api/v1/nodes", body).status == 201
+    try:
+        free = set(names(backend, "/api/v1/nodes", fieldSelector="spec.unschedulable=false"))
+        assert plain in free and cordoned not in free
+        held = set(names(backend, "/api/v1/nodes", fieldSelector="spec.unschedulable=true"))
+        assert cordoned in held and plain not in held
+    finally:
+        for name in nodes:
+            backend.http("DELETE", f"/api/v1/nodes/{name}")
+
+    # A Job nobody ran has status.successful 0 though its status says nothing.
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "once"},
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}
+            }
+        },
+    }
+    jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    assert backend.http("POST", jobs, job).status == 201
+    assert names(backend, jobs, fieldSelector="status.successful=0") == ["once"]
+    assert names(backend, jobs, fieldSelector="status.successful=1") == []
+
+    events = f"/api/v1/namespaces/{namespace}/events"
+    for name, component in [("from-kubelet", "kubelet"), ("from-scheduler", "scheduler")]:
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name},
+            "involvedObject": {"kind": "ConfigMap", "name": "cm", "namespace": namespace},
+            "reason": "Tested",
+            "message": "m",
+            "type": "Normal",
+            "source": {"component": component},
+        }
+        assert backend.http("POST", events, event).status == 201
+    assert names(backend, events, fieldSelector="source=kubelet") == ["from-kubelet"]
+    assert names(backend, events, fieldSelector="involvedObject.kind=ConfigMap,reason=Tested") == [
+        "from-kubelet",
+        "from-scheduler",
+    ]
