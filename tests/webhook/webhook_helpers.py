@@ -93,7 +93,20 @@ class Server:
 
 
 def start_server(tmp: Path, certs: Path, *args: str, ready_timeout: float = 20.0) -> Server:
-    """Start ``tmc-webhook`` and wait until /healthz answers (bounded)."""
+    """Start ``tmc-webhook`` and wait until /healthz answers (bounded).
+
+    The port is chosen before the process binds it, so another process can take it in between (an
+    outgoing connection's ephemeral port, or another test's listener): then it starts again on a new port.
+    """
+    for _ in range(3):
+        server = _start_on_free_port(tmp, certs, args, ready_timeout)
+        if server is not None:
+            return server
+    raise AssertionError("tmc-webhook found its port taken three times in a row")
+
+
+def _start_on_free_port(tmp: Path, certs: Path, args: tuple[str, ...], ready_timeout: float) -> Server | None:
+    """The healthy server, or None when its port was taken before it could bind it."""
     port = free_port()
     log = tmp / f"server-{port}.log"
     env = dict(os.environ)
@@ -117,6 +130,10 @@ def start_server(tmp: Path, certs: Path, *args: str, ready_timeout: float = 20.0
     server = Server(proc, port, certs, log)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
+        if "Connection in use" in server.logs():
+            # gunicorn retries the bind for seconds; another listener holds the port, take a new one.
+            stop_server(server)
+            return None
         if proc.poll() is not None:
             raise AssertionError(f"tmc-webhook exited with {proc.returncode}:\n{server.logs()}")
         with contextlib.suppress(OSError), server.connect(timeout=1.0) as conn:
