@@ -47,7 +47,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from kcp_tmc.certs.generate import issue_for_names, new_ca, new_key
-from kcp_tmc.testing.server import HTTPReply
+from kcp_tmc.testing.server import HTTPReply, send_http
 
 __all__ = ["ASSETS_ENV", "EnvtestUnavailable", "RealAPIServer", "RealAPIServerError", "assets_dir"]
 
@@ -331,23 +331,10 @@ class RealAPIServer:
         context = ssl.create_default_context(cadata=self.ca_pem.decode())
         port = self._layout.secure_port
         connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=context)
-        data = body.encode() if isinstance(body, str) else body
-        if data is not None and not isinstance(data, bytes):
-            data = json.dumps(data).encode()
-        sent = {"Accept": "application/json"}
-        if data is not None:
-            sent["Content-Type"] = content_type
         chosen = self.admin_token if token is None else token
-        if chosen:
-            sent["Authorization"] = f"Bearer {chosen}"
-        sent.update(headers or {})
-        try:
-            connection.request(method, path, body=data, headers=sent)
-            raw = connection.getresponse()
-            payload = raw.read()
-            return HTTPReply(raw.status, [(k.lower(), v) for k, v in raw.getheaders()], payload)
-        finally:
-            connection.close()
+        return send_http(
+            connection, method, path, body, content_type=content_type, token=chosen, headers=headers
+        )
 
     def request_json(
         self, method: str, path: str, body: Any = None, token: str | None = None
