@@ -92,12 +92,25 @@ _default_registry: Registry | None = None
 
 
 def _registry() -> Registry:
+    """The built-in policies and installed plug-ins, plus every policy registered in this process.
+
+    A policy author's test module registers its policy with the decorators on the global
+    registry and then evaluates it by name: that policy must be found without more set-up.
+    """
     global _default_registry  # noqa: PLW0603 - one registry per process, built on first use
+    from kcp_tmc.policies.registry import REGISTRY, Registry  # noqa: PLC0415
+
     if _default_registry is None:
         from kcp_tmc.policies.plugins import default_registry  # noqa: PLC0415
 
         _default_registry = default_registry()
-    return _default_registry
+    extra = [p for p in REGISTRY if p.name not in _default_registry]
+    if not extra:
+        return _default_registry
+    merged = Registry()
+    for policy in (*_default_registry, *extra):
+        merged.register(policy)
+    return merged
 
 
 def evaluate(
@@ -115,7 +128,8 @@ def evaluate(
     configuration file.  ``policies`` restricts the evaluation to those policy names
     (:class:`~kcp_tmc.policies.engine.UnknownPolicyError` for a name nobody registered).
     ``lookup`` is a :class:`~kcp_tmc.policies.policy.Lookup` or a list of objects the policies
-    may look up.  ``registry`` defaults to the built-in policies and installed plug-ins.
+    may look up.  ``registry`` defaults to the built-in policies, the installed plug-ins and
+    every policy registered with the decorators in this process (your test module's).
     """
     # Imported here, not at the top, to keep the plugin's import light.
     from kcp_tmc.policies.config import parse_config  # noqa: PLC0415
@@ -151,7 +165,7 @@ ReviewBuilder = Callable[..., "AdmissionReview"]
 
 @pytest.fixture
 def kcp_tmc_registry() -> Registry:
-    """The registry ``evaluate`` uses: the built-in policies and installed plug-ins (override to change)."""
+    """The registry ``evaluate`` uses: built-ins, plug-ins and this process's policies (override it)."""
     return _registry()
 
 

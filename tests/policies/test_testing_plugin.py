@@ -11,6 +11,7 @@ import jsonpatch
 import pytest
 
 from kcp_tmc.policies import (
+    REGISTRY,
     SYNC_TARGET,
     FieldError,
     Mode,
@@ -181,6 +182,45 @@ def test_fixtures_in_a_policy_authors_test_suite(pytester: pytest.Pytester) -> N
     outcome = _run(pytester)
     outcome.assert_outcomes(passed=3, failed=1)
     outcome.stdout.fnmatch_lines(["*test_failing_on_purpose*"])
+
+
+def test_a_policy_registered_in_the_test_module_is_found_by_name(pytester: pytest.Pytester) -> None:
+    # The README's way: decorate on the global registry, then evaluate by name, with no fixture.
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            from kcp_tmc.policies import SYNC_TARGET, Verdict, validating
+            from kcp_tmc.policies.model import labels_of
+
+            @validating("module-region-label", kinds=[SYNC_TARGET])
+            def region_label(req):
+                if not labels_of(req.object).get("region"):
+                    return Verdict.deny("metadata.labels.region", "is required; add a region label")
+                return None
+
+            OBJ = {"apiVersion": "workload.kcp.io/v1alpha1", "kind": "SyncTarget", "metadata": {"name": "a"}}
+
+            def test_region_required(review, evaluate):
+                result = evaluate(review(OBJ), policies=["module-region-label"])
+                assert result.messages == [
+                    "[module-region-label] metadata.labels.region: is required; add a region label"
+                ]
+
+            def test_builtins_still_run_beside_it(review, evaluate):
+                result = evaluate(review(OBJ))
+                denial = "[module-region-label] metadata.labels.region: is required; add a region label"
+                assert denial in result.messages
+                defaults = {"unschedulable": False, "supportedAPIExports": [{"export": "kubernetes"}]}
+                assert result.patched["spec"] == defaults
+            """
+        )
+    )
+    try:
+        _run(pytester).assert_outcomes(passed=2)
+    finally:
+        # pytester ran in this process: take the module's policy back off the global registry.
+        REGISTRY.unregister("module-region-label")
+    assert "module-region-label" not in REGISTRY
 
 
 def test_the_default_registry_fixture(pytester: pytest.Pytester) -> None:
