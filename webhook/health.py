@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from kcp_tmc.certs.errors import CertsError
 from kcp_tmc.certs.inspect import certificate_expiry, renewal_due
 
 __all__ = ["blueprint", "readiness"]
@@ -27,7 +28,10 @@ def readiness(policies: int, cert_file: str | None) -> dict[str, str]:
     try:
         expiry = certificate_expiry(cert_file)
         due = renewal_due(cert_file)
-    except Exception as exc:  # unreadable, not PEM, not a certificate: all one answer
+    except CertsError as exc:  # unreadable, not PEM: its message already names the file
+        checks["certificate"] = str(exc)
+        return checks
+    except Exception as exc:  # anything else the parser raises: still one answer, never a 500
         checks["certificate"] = f"cannot read {cert_file}: {exc}"
         return checks
     stamp = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")

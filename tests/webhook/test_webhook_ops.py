@@ -62,7 +62,11 @@ def test_readyz_fails_when_the_certificate_is_unreadable(
     app = make_app(cert_file=str(cert), key_file=str(tmp_path / "tls.key"))
     resp = app.test_client().get("/readyz")
     assert resp.status_code == 503
-    assert resp.get_json()["checks"]["certificate"].startswith(f"cannot read {cert}: ")
+    assert resp.get_json()["checks"]["certificate"] == f"{cert}: no valid PEM certificate found"
+    cert.unlink()
+    resp = app.test_client().get("/readyz")
+    assert resp.status_code == 503
+    assert resp.get_json()["checks"]["certificate"] == f"cannot read {cert}: No such file or directory"
 
 
 def test_readyz_fails_without_policies(make_app: Callable[..., Flask]) -> None:
