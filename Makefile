@@ -54,11 +54,14 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
+# pytest exits 5 when no test carries the marker: say so instead of failing.
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS); rc=$$?; \
+		if [ $$rc -eq 5 ]; then echo "no chaos tests yet"; exit 0; fi; exit $$rc
 
 soak: $(STAMP)
-	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS); rc=$$?; \
+		if [ $$rc -eq 5 ]; then echo "no soak tests yet"; exit 0; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) build *.egg-info .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache $(CERT_DIR)
