@@ -9,6 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def api_version_of(group: str, version: str) -> str:
+    """``group/version``, or just ``version`` for the core group (``""``)."""
+    return f"{group}/{version}" if group else version
+
+
+def group_resource_of(plural: str, group: str) -> str:
+    """``plural.group`` (``plural`` for the core group), as the apiserver names a resource in messages."""
+    return f"{plural}.{group}" if group else plural
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceType:
     """One served resource: ``group``/``version``, ``kind``, ``plural`` and scope."""
@@ -22,12 +32,12 @@ class ResourceType:
     @property
     def api_version(self) -> str:
         """``group/version``, or just ``version`` for the core group."""
-        return f"{self.group}/{self.version}" if self.group else self.version
+        return api_version_of(self.group, self.version)
 
     @property
     def group_resource(self) -> str:
         """``plural.group`` (``plural`` for the core group), as the apiserver prints it."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
+        return group_resource_of(self.plural, self.group)
 
     def matches(self, group: str, kind: str) -> bool:
         """True for a request of this group and kind, whatever its version."""

@@ -29,6 +29,7 @@ from kubernetes import client as _k8s_client
 from kubernetes import config as _k8s_config
 from kubernetes.config.config_exception import ConfigException
 
+from kcp_tmc.policies.kinds import api_version_of, group_resource_of
 from kcp_tmc.reconcilers.gcpause import paused_gc
 
 # The kubernetes package is only partly typed; treat it as untyped at this one boundary.
@@ -87,12 +88,12 @@ class Resource:
     @property
     def api_version(self) -> str:
         """``group/version``, or ``version`` alone for the core group."""
-        return f"{self.group}/{self.version}" if self.group else self.version
+        return api_version_of(self.group, self.version)
 
     @property
     def group_resource(self) -> str:
         """``plural.group`` (``plural`` for core), as the apiserver names a resource in messages."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
+        return group_resource_of(self.plural, self.group)
 
     def path(self, name: str | None = None, namespace: str | None = None, subresource: str = "") -> str:
         """The URL path of the collection, or of one object (and its subresource)."""

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kcp_tmc.policies.kinds import api_version_of, group_resource_of
+
 Object = dict[str, Any]
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -63,12 +65,12 @@ class ResourceInfo:
     @property
     def api_version(self) -> str:
         """``group/version`` (``v1`` for the core group)."""
-        return f"{self.group}/{self.version}" if self.group else self.version
+        return api_version_of(self.group, self.version)
 
     @property
     def group_resource(self) -> str:
         """``plural.group`` as error messages print it."""
-        return f"{self.plural}.{self.group}" if self.group else self.plural
+        return group_resource_of(self.plural, self.group)
 
     @property
     def key(self) -> tuple[str, str]:
