@@ -8,6 +8,15 @@ STAMP := $(VENV)/.installed
 CERT_DIR := .dev-certs
 BIND ?= 127.0.0.1:8443
 PYTEST_WORKERS ?= 2
+# The real kube-apiserver tests (marker `realapi`) read KUBEBUILDER_ASSETS, as envtest does.  Where the
+# team's shared test tools sit beside the checkout, unpack them once and point the tests at them; without
+# them the tests skip and say why.
+ENVTEST_UNPACK ?= ../shared/envtest/unpack
+ifeq ($(strip $(KUBEBUILDER_ASSETS)),)
+ifneq ($(wildcard $(ENVTEST_UNPACK)),)
+export KUBEBUILDER_ASSETS := $(shell $(ENVTEST_UNPACK) 2>/dev/null)
+endif
+endif
 
 .PHONY: all venv run test lint typecheck layers unit bench chaos soak clean certs
 

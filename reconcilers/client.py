@@ -52,11 +52,13 @@ Obj = dict[str, Any]
 class ApiError(Exception):
     """The apiserver answered with an error status; ``reason`` and ``message`` come from its Status body."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
         self.status = status
         self.reason = reason
         self.message = message
+        #: Seconds the server asked us to wait (``details.retryAfterSeconds`` of a 429 or 5xx).
+        self.retry_after = retry_after
 
 
 class NotFound(ApiError):
@@ -310,18 +312,22 @@ class KubeClient:
 
 def _error_from(status: int, data: bytes) -> ApiError:
     reason, message = "", ""
+    retry_after: float | None = None
     try:
         body = json.loads(data)
         if isinstance(body, Mapping):
             reason = str(body.get("reason") or "")
             message = str(body.get("message") or "")
+            details = body.get("details")
+            if isinstance(details, Mapping) and isinstance(details.get("retryAfterSeconds"), int):
+                retry_after = float(details["retryAfterSeconds"])
     except ValueError:
         message = data[:200].decode("utf-8", "replace")
     if status == 404:
         return NotFound(status, reason or "NotFound", message)
     if status == 409:
         return Conflict(status, reason or "Conflict", message)
-    return ApiError(status, reason or "Error", message)
+    return ApiError(status, reason or "Error", message, retry_after)
 
 
 @contextmanager

@@ -273,6 +273,10 @@ class Engine:
             return 0
         except Exception as exc:  # one object, even one that trips a bug, must not stop the others
             delay = self.backoff.fail(ref)
+            if isinstance(exc, ApiError) and exc.retry_after is not None:
+                # The server said when to come back (a warming watch cache, max-in-flight): do so,
+                # instead of backing off as from a failure of ours.
+                delay = exc.retry_after
             self.schedule(ref, self.clock() + delay)
             self.metrics.errors.labels(controller.name).inc()
             expected = isinstance(exc, (ApiError, Unreachable, RetryLater))
@@ -344,6 +348,15 @@ class Engine:
             },
         )
         return ok
+
+    @property
+    def settled(self) -> bool:
+        """The last cycle wrote nothing and no object is waiting to retry a failed reconcile.
+
+        A cycle without writes alone says little: an object that failed is skipped
+        until its retry is due, so the cycles in between write nothing either.
+        """
+        return self.last_cycle_writes == 0 and not self.backoff.failures
 
     def run_due(self, refs: list[ObjectRef]) -> None:
         """Re-read and reconcile the objects that became due, one GET each."""

@@ -409,6 +409,7 @@ class RealAPIServer:
         try:
             etcd = self._spawn("etcd", [str(self.assets / "etcd"), *etcd_args(layout)])
             self._wait(etcd, lambda: _http_ok(f"{layout.etcd_url}/health"))
+            _age_history(layout.etcd_url)
             apiserver = self._spawn(
                 "kube-apiserver",
                 [str(self.assets / "kube-apiserver"), *apiserver_args(layout, self.extra_args)],
@@ -485,3 +486,28 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except (OSError, urllib.error.URLError):
         return False
+
+
+#: Revisions written to etcd before kube-apiserver starts (see :func:`_age_history`).
+HISTORY_BEFORE_START = 20
+
+
+def _age_history(etcd_url: str) -> None:
+    """Writes a few revisions outside the apiserver's keys before it starts.
+
+    Every watch cache then begins after resourceVersion ``HISTORY_BEFORE_START``,
+    so a watch from a lower one is answered ``410 Gone`` (``too old resource
+    version``) as on any cluster that has been running a while.  On a brand-new
+    etcd the caches start at revision 1 and keep every event, and no watch
+    could be too old.
+    """
+    key = base64.b64encode(b"/kcp-tmc-envtest/history").decode()
+    for n in range(HISTORY_BEFORE_START):
+        value = base64.b64encode(str(n).encode()).decode()
+        request = urllib.request.Request(
+            f"{etcd_url}/v3/kv/put",
+            data=json.dumps({"key": key, "value": value}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            response.read()

@@ -211,6 +211,13 @@ def conflict(group: str, resource: str, name: str, why: str = MODIFIED) -> Statu
     return _about_object(409, "Conflict", message, group, resource, name)
 
 
+def precondition_conflict(group: str, kind: str, name: str, why: str) -> StatusError:
+    """409 for a failed delete precondition: etcd's storage layer names the kind (``Deployment.apps "x"``)."""
+    qualified = f"{kind}.{group}" if group else kind
+    message = f"Operation cannot be fulfilled on {qualified} {json.dumps(name)}: {why}"
+    return StatusError(status(409, "Conflict", message, {"name": name, "group": group, "kind": kind}))
+
+
 def invalid(group: str, kind: str, name: str, errors: list[FieldError]) -> StatusError:
     """422 ``Kind.group "x" is invalid: <errors>``, one cause per field error."""
     qualified = f"{kind}.{group}" if group else kind
@@ -289,14 +296,27 @@ def unsupported_media_type(accepted: list[str]) -> StatusError:
     )
 
 
-def too_many_requests(retry_after: int) -> StatusError:
-    """429 with ``Retry-After``, as the max-in-flight filter answers."""
-    body = status(
-        429,
-        "TooManyRequests",
-        "Too many requests, please try again later.",
-        {"retryAfterSeconds": retry_after},
+def unsupported_patch_type() -> StatusError:
+    """415 for a PATCH of a built-in kind in a type it does not know: bare HTTP wording, empty details."""
+    body = status(415, "UnsupportedMediaType", "415: Unsupported Media Type")
+    body["details"] = {}
+    body["code"] = body.pop("code")
+    return StatusError(body)
+
+
+def watch_list_needs_not_older_than() -> StatusError:
+    """422 for ``sendInitialEvents`` without ``resourceVersionMatch=NotOlderThan``."""
+    problem = FieldError.forbidden(
+        "resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
     )
+    return invalid("meta.k8s.io", "ListOptions", "", [problem])
+
+
+def too_many_requests(
+    retry_after: int, message: str = "Too many requests, please try again later."
+) -> StatusError:
+    """429 with ``Retry-After``, as the max-in-flight filter (or a warming watch cache) answers."""
+    body = status(429, "TooManyRequests", message, {"retryAfterSeconds": retry_after})
     return StatusError(body, {"Retry-After": str(retry_after)})
 
 

@@ -9,7 +9,7 @@ kinds register their own conversion (pods, nodes, namespaces, secrets,
 services, core events, batch Jobs; replication controllers too, which the fake
 does not serve): it accepts the fields that kind's storage can select on and
 words its refusal its own way (``field label not supported: <field>``, or
-``field label "<field>" not supported for batchv1.Job``).  Custom resources get
+``field label "<field>" not supported for Job``).  Custom resources get
 the CRD converter: ``metadata.name``, ``metadata.namespace`` when namespaced,
 the version's ``selectableFields``, and ``field label not supported: <field>``
 for anything else.
@@ -180,7 +180,7 @@ BUILTIN: Mapping[tuple[str, str], FieldLabels] = {
     ),
     ("batch", "Job"): FieldLabels(
         accepted=(_NAME, _NAMESPACE, "status.successful"),
-        refusal='field label "{field}" not supported for batchv1.Job',
+        refusal='field label "{field}" not supported for Job',
         values={"status.successful": _job_successful},
     ),
 }

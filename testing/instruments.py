@@ -143,6 +143,9 @@ class Faults:
         self._conflicts = 0
         self._conflict_resource: str | None = None
         self.down_until = 0.0
+        self._initializing = 0
+        self._initializing_resource: str | None = None
+        self._initializing_verbs: tuple[str, ...] = ()
         self._down_hook: Callable[[float], None] | None = None
 
     def bind(self, hook: Callable[[float], None]) -> None:
@@ -176,10 +179,24 @@ class Faults:
         with self._lock:
             self._conflicts, self._conflict_resource = n, resource
 
+    def storage_initializing(self, n: int, resource: str, verbs: tuple[str, ...] = ()) -> None:
+        """Answers the next ``n`` requests for ``resource`` (a plural; of ``verbs`` when given) as a
+        warming watch cache does.
+
+        kube-apiserver answers ``429 storage is (re)initializing`` with ``Retry-After: 1``
+        for a resource whose watch cache is not ready yet, as happens in the first moments
+        after its CRD is established.  That window cannot be provoked on demand on a real
+        server; this fault gives the same answer deterministically.
+        """
+        with self._lock:
+            self._initializing, self._initializing_resource = n, resource
+            self._initializing_verbs = verbs
+
     def clear(self) -> None:
         """Removes every fault (a server that is down comes back when its time is up)."""
         with self._lock:
             self.error_fraction, self.delay, self._conflicts, self._conflict_resource = 0.0, 0.0, 0, None
+            self._initializing, self._initializing_resource = 0, None
 
     # --- used by the server ---
 
@@ -189,6 +206,16 @@ class Faults:
             if self.error_fraction and self._random.random() < self.error_fraction:
                 return self.error_code
             return None
+
+    def take_initializing(self, resource: str, verb: str) -> bool:
+        """True when this request must get the warming cache's 429 (uses one up)."""
+        with self._lock:
+            if self._initializing <= 0 or self._initializing_resource != resource:
+                return False
+            if self._initializing_verbs and verb not in self._initializing_verbs:
+                return False
+            self._initializing -= 1
+            return True
 
     def take_conflict(self, resource: str) -> bool:
         """True when this update must fail with a conflict (uses one up)."""

@@ -141,7 +141,7 @@ def _smp_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
         for value in patch:
             if value not in merged:
                 merged.append(copy.deepcopy(value))
-        return merged
+        return _patch_order(merged, patch, existing, lambda v: v)
     key = _merge_key(field, [i for i in patch if not (isinstance(i, dict) and "$patch" in i and len(i) == 1)])
     if key is None:
         return copy.deepcopy([i for i in patch if not (isinstance(i, dict) and i.get("$patch") == "replace")])
@@ -164,7 +164,52 @@ def _smp_list(field: str, current: Any, patch: list[Any]) -> list[Any]:
             existing.append(_smp_map({}, item))
         else:
             existing[index] = _smp_map(existing[index], item)
-    return existing
+    server = current if isinstance(current, list) else []
+    wanted_items = [i for i in patch if isinstance(i, dict) and "$patch" not in i]
+
+    def identity(item: Any) -> Any:
+        return item.get(key) if isinstance(item, dict) else item
+
+    return _patch_order(existing, wanted_items, server, identity)
+
+
+def _patch_order(merged: list[Any], patch: list[Any], server: list[Any], identity: Any) -> list[Any]:
+    """Orders a merged list as the apiserver does without ``$setElementOrder``.
+
+    The patch's items keep the patch's order; the items only the server had keep
+    theirs, and each is put before the first patch item that the server listed
+    after it.  So ``[one]`` patched with ``[two]`` reads ``[two, one]``, while
+    ``[two, one]`` patched with ``[one, four]`` keeps ``[two, one, four]``.
+    """
+    patch_ids = [identity(i) for i in patch]
+    server_ids = [identity(i) for i in server]
+
+    def place(ids: list[Any], item: Any) -> int:
+        ident = identity(item)
+        return ids.index(ident) if ident in ids else len(ids)
+
+    from_patch = sorted((m for m in merged if identity(m) in patch_ids), key=lambda m: place(patch_ids, m))
+    server_only = sorted(
+        (m for m in merged if identity(m) not in patch_ids), key=lambda m: place(server_ids, m)
+    )
+    ordered: list[Any] = []
+    left, right = 0, 0
+    while left < len(server_only) or right < len(from_patch):
+        if left == len(server_only):
+            ordered.append(from_patch[right])
+            right += 1
+        elif right == len(from_patch):
+            ordered.append(server_only[left])
+            left += 1
+        else:
+            a, b = identity(server_only[left]), identity(from_patch[right])
+            if a in server_ids and b in server_ids and server_ids.index(a) < server_ids.index(b):
+                ordered.append(server_only[left])
+                left += 1
+            else:
+                ordered.append(from_patch[right])
+                right += 1
+    return ordered
 
 
 def accepted_patch_types(custom: bool) -> list[str]:

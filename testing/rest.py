@@ -42,6 +42,8 @@ from kcp_tmc.testing.types import AdmissionAttributes, AdmissionResult
 Object = dict[str, Any]
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
+# Create and update word it alike: the check runs before the object reaches the registry.
+NAMESPACE_MISMATCH = "the namespace of the provided object does not match the namespace sent on the request"
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -401,6 +403,8 @@ class Rest:
                 )
         if info.custom:
             problems.extend(schema.validate(obj, info.schema))
+            if info.scale is not None:
+                problems.extend(_scale_spec_problems(obj, info.scale.spec_replicas))
         if info.key == CRD_KEY:
             problems.extend(self._validate_crd(obj, old))
         if problems:
@@ -456,9 +460,7 @@ class Rest:
         meta = _meta(obj)
         if info.namespaced:
             if meta.get("namespace") and call.namespace and meta["namespace"] != call.namespace:
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
+                raise errors.bad_request(NAMESPACE_MISMATCH)
             call.namespace = call.namespace or str(meta.get("namespace", ""))
             meta["namespace"] = call.namespace
         else:
@@ -576,10 +578,7 @@ class Rest:
                 f"the name of the object ({body_name}) does not match the name on the URL ({call.name})"
             )
         if info.namespaced and meta.get("namespace") and meta["namespace"] != call.namespace:
-            raise errors.bad_request(
-                f"the namespace of the object ({meta['namespace']}) does not match the namespace on the "
-                f"request ({call.namespace})"
-            )
+            raise errors.bad_request(NAMESPACE_MISMATCH)
         requested_rv = str(meta.get("resourceVersion") or "")
         if not requested_rv and not info.unconditional_update and call.subresource != "finalize":
             # The registry names the resource where a kind belongs (GroupKind{Kind: resource}), so this
@@ -600,7 +599,8 @@ class Rest:
         if content_type not in accepted or content_type == patching.APPLY_PATCH:
             if content_type == patching.APPLY_PATCH:
                 return self._apply_patch(call)
-            raise errors.unsupported_media_type(accepted)
+            # Custom resources list what they take; built-in kinds answer with the bare HTTP reason.
+            raise errors.unsupported_media_type(accepted) if info.custom else errors.unsupported_patch_type()
         try:
             patch_doc = json.loads(call.body.decode("utf-8") or "null")
         except ValueError as exc:
@@ -873,24 +873,24 @@ class Rest:
         preconditions = options.get("preconditions") or {}
         meta = old["metadata"]
         if preconditions.get("uid") and preconditions["uid"] != meta["uid"]:
-            raise errors.conflict(
+            raise errors.precondition_conflict(
                 info.group,
-                info.plural,
+                info.kind,
                 call.name,
-                f"Precondition failed: UID in precondition: {preconditions['uid']}, "
-                f"UID in object meta: {meta['uid']}",
+                f"the UID in the precondition ({preconditions['uid']}) does not match the UID in record "
+                f"({meta['uid']}). The object might have been deleted and then recreated",
             )
         if (
             preconditions.get("resourceVersion")
             and preconditions["resourceVersion"] != meta["resourceVersion"]
         ):
-            raise errors.conflict(
+            raise errors.precondition_conflict(
                 info.group,
-                info.plural,
+                info.kind,
                 call.name,
-                "Precondition failed: ResourceVersion in precondition: "
-                f"{preconditions['resourceVersion']}, "
-                f"ResourceVersion in object meta: {meta['resourceVersion']}",
+                f"the ResourceVersion in the precondition ({preconditions['resourceVersion']}) does not "
+                f"match the ResourceVersion in record ({meta['resourceVersion']}). "
+                "The object might have been modified",
             )
         if info.key == ("", "namespaces") and call.name in PROTECTED_NAMESPACES:
             raise errors.forbidden("", "namespaces", call.name, "this namespace may not be deleted")
@@ -1174,3 +1174,20 @@ class Rest:
             body = access_review(self.authorizer, review, requester=call.user)
         body.setdefault("metadata", {}).setdefault("creationTimestamp", None)
         return Reply(201, body)
+
+
+_MAX_INT32 = 2**31 - 1
+
+
+def _scale_spec_problems(obj: Object, spec_replicas_path: str) -> list[FieldError]:
+    """The scale subresource's own check of the replicas field, under the path as the CRD spells it."""
+    replicas = _jsonpath_get(obj, spec_replicas_path)
+    if not isinstance(replicas, int) or isinstance(replicas, bool):
+        return []
+    if replicas < 0:
+        return [FieldError.invalid(spec_replicas_path, replicas, "should be a non-negative integer")]
+    if replicas > _MAX_INT32:
+        return [
+            FieldError.invalid(spec_replicas_path, replicas, f"should be less than or equal to {_MAX_INT32}")
+        ]
+    return []

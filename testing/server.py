@@ -40,6 +40,9 @@ from kcp_tmc.testing.tls import serving_certs
 from kcp_tmc.testing.types import AdmissionHook
 from kcp_tmc.testing.wire import LAST_CHUNK, BadRequest, Request, chunk, read_request, response, response_head
 
+#: The annotation of the bookmark that ends a watch-list's initial events.
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
 if TYPE_CHECKING:
     import http.client
 
@@ -125,6 +128,8 @@ class FakeAPIServer:
     ``rules`` (RBAC-like dicts, see :mod:`kcp_tmc.testing.auth`) authorise
     requests when given.  ``watch_window`` is how many events the server keeps
     for watches that resume from a resourceVersion (older ones get 410 Gone).
+    ``bookmark_interval``: seconds between the bookmarks of a watch that allows
+    them (a minute, as kube-apiserver's watch cache sends them).
     ``admission`` replaces the webhook dispatcher (``None``: the default
     :class:`kcp_tmc.testing.admission.WebhookDispatcher`; ``False``: none).
     """
@@ -138,7 +143,7 @@ class FakeAPIServer:
         *,
         port: int = 0,
         host: str = "127.0.0.1",
-        bookmark_interval: float = 1.0,
+        bookmark_interval: float = 60.0,
         admission: AdmissionHook | Any = None,
         workers: int = 8,
         seed: int | None = None,
@@ -564,6 +569,9 @@ class FakeAPIServer:
         if isinstance(route, Call):
             route.user = user
             self.counters.record_request(route.verb, route.info.group, route.info.plural, route.subresource)
+        if isinstance(route, Call) and self.faults.take_initializing(route.info.plural, route.verb):
+            await self._send_error(writer, errors.too_many_requests(1, "storage is (re)initializing"))
+            return True
         code = self.faults.draw_error()
         if code is not None and path not in ("/healthz", "/livez", "/readyz"):
             error = (
@@ -753,6 +761,14 @@ class FakeAPIServer:
                 await self._send_error(writer, errors.bad_request(f"invalid resource version: {rv_param}"))
                 return True
         bookmarks = call.query.get("allowWatchBookmarks", "") in ("true", "1")
+        # A watch-list (sendInitialEvents) starts with the current objects, and with a bookmark
+        # saying where they end when bookmarks were asked for.
+        initial_events = call.query.get("sendInitialEvents", "") in ("true", "1")
+        if initial_events:
+            if call.query.get("resourceVersionMatch", "") != "NotOlderThan":
+                await self._send_error(writer, errors.watch_list_needs_not_older_than())
+                return True
+            since = None
         timeout: float | None = None
         if call.query.get("timeoutSeconds"):
             with contextlib.suppress(ValueError):
@@ -769,7 +785,9 @@ class FakeAPIServer:
             )
         )
         try:
-            initial, watcher = self.store.watch(info.key, call.namespace, since, deliver)
+            with self.store.locked():
+                initial, watcher = self.store.watch(info.key, call.namespace, since, deliver)
+                snapshot_rv = self.store.resource_version
         except StatusError as exc:
             writer.write(chunk(json.dumps({"type": "ERROR", "object": exc.body}).encode() + b"\n"))
             writer.write(LAST_CHUNK)
@@ -808,6 +826,9 @@ class FakeAPIServer:
                 out = translate(event)
                 if out is not None:
                     writer.write(encode(*out))
+            if initial_events and bookmarks:
+                end = {"resourceVersion": str(snapshot_rv), "annotations": {INITIAL_EVENTS_END: "true"}}
+                writer.write(encode("BOOKMARK", {"metadata": end}))
             await writer.drain()
             last_bookmark = loop.time()
             while True:

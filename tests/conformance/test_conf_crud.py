@@ -6,6 +6,7 @@ import re
 import uuid
 from typing import Any
 
+import pytest
 from conformance_kit import Backend, configmap, deployment, failure, synctarget, unique
 
 CONFLICT = "the object has been modified; please apply your changes to the latest version and try again"
@@ -181,8 +182,32 @@ def test_delete_with_a_stale_precondition(backend: Backend, namespace: str) -> N
     options = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": "1"}}
     response = backend.http("DELETE", f"{path}/cm", options)
     assert response.status == 409
-    assert response.body["reason"] == "Conflict"
-    assert response.body["message"].startswith('Operation cannot be fulfilled on configmaps "cm": ')
+    # The storage layer words this one: it names the kind, not the resource, and quotes both versions.
+    record = backend.http("GET", f"{path}/cm").body["metadata"]["resourceVersion"]
+    assert response.body == failure(
+        409,
+        "Conflict",
+        'Operation cannot be fulfilled on ConfigMap "cm": the ResourceVersion in the precondition (1) '
+        f"does not match the ResourceVersion in record ({record}). The object might have been modified",
+        {"name": "cm", "kind": "ConfigMap"},
+    )
+
+
+def test_delete_with_a_stale_uid_precondition_names_the_qualified_kind(
+    backend: Backend, namespace: str
+) -> None:
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    uid = backend.http("POST", path, deployment("web", namespace)).body["metadata"]["uid"]
+    options = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": "not-the-uid"}}
+    response = backend.http("DELETE", f"{path}/web", options)
+    assert response.body == failure(
+        409,
+        "Conflict",
+        'Operation cannot be fulfilled on Deployment.apps "web": the UID in the precondition (not-the-uid) '
+        f"does not match the UID in record ({uid}). The object might have been deleted and then recreated",
+        {"name": "web", "group": "apps", "kind": "Deployment"},
+    )
+    assert backend.http("GET", f"{path}/web").status == 200
 
 
 def test_delete_collection(backend: Backend, namespace: str) -> None:
@@ -390,12 +415,6 @@ def test_schema_min_items_and_enum_default(backend: Backend, synctargets: str) -
 def test_schema_minimum_maximum_and_max_length(backend: Backend, widgets: str) -> None:
     cases = [
         (
-            {"size": "small", "replicas": -1},
-            "spec.replicas",
-            "FieldValueInvalid",
-            "Invalid value: -1: spec.replicas in body should be greater than or equal to 0",
-        ),
-        (
             {"size": "small", "replicas": 11},
             "spec.replicas",
             "FieldValueInvalid",
@@ -427,6 +446,53 @@ def test_schema_minimum_maximum_and_max_length(backend: Backend, widgets: str) -
         invalid(backend, widgets, body, "Widget", name, field, reason, detail)
 
 
+@pytest.mark.parametrize(
+    ("replicas", "schema_detail", "scale_detail"),
+    [
+        (
+            -1,
+            "spec.replicas in body should be greater than or equal to 0",
+            "should be a non-negative integer",
+        ),
+        (
+            3000000000,
+            "spec.replicas in body should be less than or equal to 10",
+            "should be less than or equal to 2147483647",
+        ),
+    ],
+)
+def test_scale_subresource_checks_the_replicas_path_as_spelled(
+    backend: Backend, widgets: str, replicas: int, schema_detail: str, scale_detail: str
+) -> None:
+    # The scale subresource checks specReplicasPath itself and reports it as the CRD spells it
+    # (".spec.replicas", leading dot), after the schema's own error for the same field.
+    name = unique("w")
+    body = {
+        "apiVersion": "conformance.kcp.io/v1",
+        "kind": "Widget",
+        "metadata": {"name": name},
+        "spec": {"size": "small", "replicas": replicas},
+    }
+    response = backend.http("POST", widgets, body)
+    schema_message = f"Invalid value: {replicas}: {schema_detail}"
+    scale_message = f"Invalid value: {replicas}: {scale_detail}"
+    assert response.body == failure(
+        422,
+        "Invalid",
+        f'Widget.conformance.kcp.io "{name}" is invalid: '
+        f"[spec.replicas: {schema_message}, .spec.replicas: {scale_message}]",
+        {
+            "name": name,
+            "group": "conformance.kcp.io",
+            "kind": "Widget",
+            "causes": [
+                {"reason": "FieldValueInvalid", "message": schema_message, "field": "spec.replicas"},
+                {"reason": "FieldValueInvalid", "message": scale_message, "field": ".spec.replicas"},
+            ],
+        },
+    )
+
+
 def test_namespace_in_body_must_match_the_url(backend: Backend, namespace: str) -> None:
     response = backend.http(
         "POST", f"/api/v1/namespaces/{namespace}/configmaps", configmap("cm", "elsewhere")
@@ -439,10 +505,11 @@ def test_namespace_in_body_must_match_the_url(backend: Backend, namespace: str) 
     )
     backend.http("POST", f"/api/v1/namespaces/{namespace}/configmaps", configmap("cm", namespace))
     moved = backend.http("PUT", f"/api/v1/namespaces/{namespace}/configmaps/cm", configmap("cm", "elsewhere"))
+    # An update is refused in the same words as a create.
     assert moved.body == failure(
         400,
         "BadRequest",
-        f"the namespace of the object (elsewhere) does not match the namespace on the request ({namespace})",
+        "the namespace of the provided object does not match the namespace sent on the request",
     )
 
 

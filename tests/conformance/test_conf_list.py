@@ -111,7 +111,7 @@ def test_unsupported_field_selector(backend: Backend, namespace: str, resource: 
         (
             "/apis/batch/v1/jobs",
             "spec.suspend=true",
-            'field label "spec.suspend" not supported for batchv1.Job',
+            'field label "spec.suspend" not supported for Job',
         ),
         # Cluster-scoped kinds with their own conversion refuse metadata.namespace.
         ("/api/v1/nodes", "metadata.namespace=x", "field label not supported: metadata.namespace"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conformance_kit import Backend, configmap, deployment, failure, synctarget, unique
 
 JSON_PATCH = "application/json-patch+json"
@@ -88,12 +90,27 @@ def test_strategic_merge_patch_on_labels_and_finalizers(backend: Backend, namesp
     body = configmap("cm", namespace, {"a": "1"})
     body["metadata"]["finalizers"] = ["example.com/one"]
     backend.http("POST", path, body)
-    patch = {"metadata": {"labels": {"b": "2"}, "finalizers": ["example.com/two"]}}
+    patch = {"metadata": {"labels": {"b": "2"}, "finalizers": ["example.com/two", "example.com/three"]}}
     response = backend.http("PATCH", f"{path}/cm", patch, content_type=STRATEGIC)
     assert response.body["metadata"]["labels"] == {"a": "1", "b": "2"}
-    # finalizers carry patchStrategy "merge": the lists are unioned.
-    assert response.body["metadata"]["finalizers"] == ["example.com/one", "example.com/two"]
-    cleanup = {"metadata": {"$deleteFromPrimitiveList/finalizers": ["example.com/one", "example.com/two"]}}
+    # finalizers carry patchStrategy "merge": the lists are unioned, the patch's entries first,
+    # then those only the server had.
+    assert response.body["metadata"]["finalizers"] == [
+        "example.com/two",
+        "example.com/three",
+        "example.com/one",
+    ]
+    # An entry the server had keeps its place among the server's; a new one follows it.
+    patch = {"metadata": {"finalizers": ["example.com/one", "example.com/four"]}}
+    response = backend.http("PATCH", f"{path}/cm", patch, content_type=STRATEGIC)
+    assert response.body["metadata"]["finalizers"] == [
+        "example.com/two",
+        "example.com/three",
+        "example.com/one",
+        "example.com/four",
+    ]
+    everything = ["example.com/one", "example.com/two", "example.com/three", "example.com/four"]
+    cleanup = {"metadata": {"$deleteFromPrimitiveList/finalizers": everything}}
     response = backend.http("PATCH", f"{path}/cm", cleanup, content_type=STRATEGIC)
     assert "finalizers" not in response.body["metadata"]
 
@@ -143,10 +160,19 @@ def test_patch_with_a_stale_resource_version(backend: Backend, namespace: str) -
 def test_unknown_patch_content_type(backend: Backend, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     backend.http("POST", path, configmap("cm", namespace))
-    response = backend.http("PATCH", f"{path}/cm", {"data": {}}, content_type="application/json")
-    assert response.status == 415
-    assert response.body["reason"] == "UnsupportedMediaType"
-    assert response.body["message"].startswith(
-        "the body of the request was in an unknown format - accepted media types include: "
-        "application/json-patch+json, application/merge-patch+json"
-    )
+    # Built-in kinds answer with the bare HTTP reason and empty details (custom resources list
+    # what they accept: test_strategic_merge_patch_is_refused_for_custom_resources).
+    for content_type in ("application/json", "text/plain"):
+        response = backend.http("PATCH", f"{path}/cm", {"data": {}}, content_type=content_type)
+        assert response.status == 415
+        assert response.headers["Content-Type"] == "application/json"
+        assert json.loads(response.raw) == {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": "415: Unsupported Media Type",
+            "reason": "UnsupportedMediaType",
+            "details": {},
+            "code": 415,
+        }

@@ -6,7 +6,7 @@ import re
 import threading
 import time
 
-from conformance_kit import FAKE_WATCH_WINDOW, Backend, configmap, synctarget, unique
+from conformance_kit import FAKE_WATCH_WINDOW, Backend, configmap, failure, synctarget, unique
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -82,7 +82,8 @@ def test_watch_across_namespaces(backend: Backend, namespace: str) -> None:
 
 def test_too_old_resource_version_is_410_gone(backend: Backend, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
-    # The real server's watch cache starts after resourceVersion 1 already; the fake keeps a
+    # The real server's watch caches start after the revisions RealAPIServer writes before it
+    # starts (a brand-new etcd would keep resourceVersion 1 in every cache); the fake keeps a
     # window of FAKE_WATCH_WINDOW events, so push resourceVersion 1 out of it first.
     writes = FAKE_WATCH_WINDOW + 1 if backend.kind == "fake" else 3
     backend.http("POST", path, configmap("churn", namespace))
@@ -105,24 +106,53 @@ def test_too_old_resource_version_is_410_gone(backend: Backend, namespace: str) 
 
 
 def test_timeout_seconds_ends_the_watch_and_bookmarks_arrive(backend: Backend, namespace: str) -> None:
+    # Periodic bookmarks come about once a minute, longer than a test should wait; a watch-list
+    # (sendInitialEvents) gets one at once, marking the end of its initial events.
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     rv = backend.http("POST", path, configmap("cm", namespace)).body["metadata"]["resourceVersion"]
     started = time.monotonic()
     events = []
-    with backend.watch(
-        f"{path}?watch=true&resourceVersion={rv}&allowWatchBookmarks=true&timeoutSeconds=3"
-    ) as stream:
+    query = "watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+    with backend.watch(f"{path}?{query}&timeoutSeconds=3") as stream:
         while (event := stream.next()) is not None:
             events.append(event)
         assert stream.ended
     elapsed = time.monotonic() - started
     assert 2.5 <= elapsed < 8, elapsed
-    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
-    assert bookmarks, events
-    mark = bookmarks[0]["object"]
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"], events
+    assert events[0]["object"]["metadata"]["name"] == "cm"
+    mark = events[1]["object"]
     assert mark["kind"] == "ConfigMap" and mark["apiVersion"] == "v1"
+    assert mark["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
     assert int(mark["metadata"]["resourceVersion"]) >= int(rv)
-    assert all(e["type"] == "BOOKMARK" for e in events)
+
+
+def test_watch_list_without_bookmarks_sends_the_initial_events_only(backend: Backend, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    backend.http("POST", path, configmap("cm", namespace, {"tier": "web"}))
+    backend.http("POST", path, configmap("other", namespace, {"tier": "db"}))
+    query = "watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&labelSelector=tier%3Dweb"
+    with backend.watch(f"{path}?{query}&timeoutSeconds=1") as stream:
+        events = []
+        while (event := stream.next()) is not None:
+            events.append(event)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "cm")]
+
+
+def test_watch_list_needs_resource_version_match(backend: Backend, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    response = backend.http("GET", f"{path}?watch=true&sendInitialEvents=true&allowWatchBookmarks=true")
+    detail = "Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+    assert response.body == failure(
+        422,
+        "Invalid",
+        f'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: {detail}',
+        {
+            "group": "meta.k8s.io",
+            "kind": "ListOptions",
+            "causes": [{"reason": "FieldValueForbidden", "message": detail, "field": "resourceVersionMatch"}],
+        },
+    )
 
 
 def test_no_bookmarks_unless_asked(backend: Backend, namespace: str) -> None:

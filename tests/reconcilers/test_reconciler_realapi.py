@@ -6,6 +6,7 @@ Opt-in: needs ``KUBEBUILDER_ASSETS`` (a folder with ``etcd`` and ``kube-apiserve
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,8 +45,17 @@ def servers() -> Iterator[tuple[object, object]]:
         yield kcp, physical
 
 
-def test_registration_on_real_apiservers(servers, tmp_path: Path) -> None:
+def test_registration_on_real_apiservers(servers) -> None:
     kcp, physical = servers
+    register_and_converge(kcp, physical)
+
+
+def register_and_converge(kcp, physical, before_cycles=None) -> list[float]:
+    """The registration flow: a physical cluster with one node, its Cluster, cycles until settled.
+
+    Returns the waits the engine asked for between cycles (seconds until its next due retry).
+    """
+    waits: list[float] = []
     with (
         KubeClient.from_kubeconfig_file(kcp.kubeconfig_path) as kube,  # type: ignore[attr-defined]
         KubeClient.from_kubeconfig_file(physical.kubeconfig_path) as phys,  # type: ignore[attr-defined]
@@ -70,14 +80,26 @@ def test_registration_on_real_apiservers(servers, tmp_path: Path) -> None:
                 "spec": {"kubeconfigSecretRef": {"namespace": "default", "name": "phys"}},
             },
         )
+        if before_cycles is not None:
+            before_cycles()
         clusters = ClusterController(import_period=3600)
         engine = Engine(kube, [clusters, SyncTargetController(shard_urls=["https://vw.example:6443/"])])
         try:
-            for _ in range(8):
-                assert engine.run_cycle()
-                if engine.last_cycle_writes == 0:
+            # Right after its CRD is established a resource may answer 429 "storage is
+            # (re)initializing" with Retry-After: the engine comes back then, so keep cycling
+            # until it has settled, not merely until one cycle wrote nothing.
+            deadline = time.monotonic() + 30
+            while True:
+                listed = engine.run_cycle()  # a list can meet the 429 too; the next cycle lists again
+                if (listed and engine.settled) or time.monotonic() > deadline:
                     break
-            assert engine.last_cycle_writes == 0
+                due = engine.next_due()
+                if not listed:
+                    time.sleep(0.2)
+                elif due is not None and not engine.last_cycle_writes:
+                    waits.append(due - engine.clock())
+                    time.sleep(min(1.0, max(0.0, waits[-1])))
+            assert listed and engine.settled
         finally:
             clusters.close()
 
@@ -91,3 +113,4 @@ def test_registration_on_real_apiservers(servers, tmp_path: Path) -> None:
         assert next(c for c in st["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
         states = {e["resource"]: e["state"] for e in st["status"]["syncedResources"]}
         assert states["deployments"] == "Accepted" and states["services"] == "Accepted"
+    return waits

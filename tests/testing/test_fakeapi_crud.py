@@ -268,10 +268,13 @@ def test_delete_precondition_failure(api: FakeAPIServer) -> None:
     api.create(sync_target("precond"))
     reply = api.http("DELETE", f"{ST_PATH}/precond", {"preconditions": {"uid": "other"}})
     assert reply.status == 409
-    assert reply.json()["message"].startswith(
-        'Operation cannot be fulfilled on synctargets.workload.kcp.io "precond": Precondition failed: '
-        "UID in precondition: other, UID in object meta: "
+    uid = api.get(f"{GROUP}/{VERSION}", "SyncTarget", "precond")["metadata"]["uid"]
+    assert reply.json()["message"] == (
+        'Operation cannot be fulfilled on SyncTarget.workload.kcp.io "precond": the UID in the precondition '
+        f"(other) does not match the UID in record ({uid}). "
+        "The object might have been deleted and then recreated"
     )
+    assert reply.json()["details"] == {"name": "precond", "group": "workload.kcp.io", "kind": "SyncTarget"}
 
 
 def test_method_not_allowed(api: FakeAPIServer) -> None:
@@ -468,8 +471,9 @@ def test_strategic_merge_patch_merges_containers_by_name(kube: client.ApiClient)
     )
     containers = patched.spec.template.spec.containers
     assert [(c.name, c.image) for c in containers] == [("app", "app:2")]
-    assert [(e.name, e.value) for e in containers[0].env] == [("A", "1"), ("B", "2")]
-    assert patched.metadata.finalizers == ["a.example.com/x", "b.example.com/y"]
+    # Without $setElementOrder the patch's entries come first, then those only the server had.
+    assert [(e.name, e.value) for e in containers[0].env] == [("B", "2"), ("A", "1")]
+    assert patched.metadata.finalizers == ["b.example.com/y", "a.example.com/x"]
     assert patched.spec.replicas == 1  # defaulted like kube-apiserver
 
 

@@ -88,7 +88,7 @@ def test_namespace_in_body_must_match_the_url(api: FakeAPIServer) -> None:
     put = api.http("PUT", f"{CM_PATH}/ns-put", {"metadata": {"name": "ns-put", "namespace": "kube-system"}})
     assert put.status == 400
     assert put.json()["message"] == (
-        "the namespace of the object (kube-system) does not match the namespace on the request (default)"
+        "the namespace of the provided object does not match the namespace sent on the request"
     )
 
 

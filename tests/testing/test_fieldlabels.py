@@ -60,7 +60,7 @@ def widget_info(scope: str, selectable: list[str]) -> ResourceInfo:
         ("events", "", "message", "field label not supported: message"),
         ("nodes", "", "metadata.namespace", "field label not supported: metadata.namespace"),
         ("namespaces", "", "metadata.namespace", "field label not supported: metadata.namespace"),
-        ("jobs", "batch", "spec.suspend", 'field label "spec.suspend" not supported for batchv1.Job'),
+        ("jobs", "batch", "spec.suspend", 'field label "spec.suspend" not supported for Job'),
     ],
 )
 def test_refusals_are_worded_by_the_kinds_conversion(
