@@ -94,6 +94,7 @@ REASON_CLUSTER_UNREACHABLE = "ClusterUnreachable"
 REASON_INVALID_KUBECONFIG = "InvalidKubeConfig"
 REASON_ERROR_CREATING_CLIENT = "ErrorCreatingClient"
 REASON_ERROR_INSTALLING_SYNCER = "ErrorInstallingSyncer"
+REASON_ERROR_STARTING_API_IMPORTER = "ErrorStartingAPIImporter"
 REASON_SYNC_TARGET_CONFLICT = "SyncTargetConflict"
 
 MESSAGE_SYNCER_NOT_READY = "Syncer not yet ready"
@@ -126,9 +127,13 @@ class _Failure(Exception):
     def __init__(self, reason: str, message: str, severity: str = ERROR) -> None:
         super().__init__(message)
         self.reason, self.message, self.severity = reason, message, severity
+        self.unanswered = reason == REASON_CLUSTER_UNREACHABLE
 
 
 def _ready(reason: str, message: str = "", severity: str = ERROR, status: str = FALSE) -> Condition:
+    # As kcp's conditions: a True condition carries no reason, severity or message.
+    if status == TRUE:
+        return {"type": READY, "status": TRUE}
     condition: Condition = {"type": READY, "status": status, "reason": reason}
     if status == FALSE:
         condition["severity"] = severity
@@ -238,8 +243,10 @@ class ClusterController:
                 target, next_beat = self._heartbeat(ctx, target, partition)
                 due.append(next_beat)
             ready = _ready(REASON_CLUSTER_READY, status=TRUE)
+            unanswered = False
         except _Failure as failure:
             ready = _ready(failure.reason, failure.message, failure.severity)
+            unanswered = failure.unanswered
         target_status = (target or {}).get("status") or {}
         for field in ("syncedResources", "lastSyncerHeartbeatTime"):
             if field in target_status:
@@ -248,7 +255,7 @@ class ClusterController:
                 )
         stored = self._write_status(ctx, cluster, partition, status, ready)
         log.debug("cluster reconciled", extra={"cluster": name, "ready": ready["status"]})
-        if ready.get("reason") == REASON_CLUSTER_UNREACHABLE:
+        if unanswered:
             failures = self._unreachable[name].failures + 1 if name in self._unreachable else 1
             retry_at = ctx.now.timestamp() + min(
                 UNREACHABLE_BACKOFF_CAP, UNREACHABLE_BACKOFF * 2 ** (failures - 1)
@@ -360,10 +367,12 @@ class ClusterController:
         try:
             remote.get_text("/readyz", timeout=READYZ_TIMEOUT)
             version = remote.get_json("/version", timeout=READYZ_TIMEOUT)
-        except Unreachable as exc:
-            raise _Failure(REASON_CLUSTER_UNREACHABLE, f"Error getting /readyz: {exc}") from None
-        except ApiError as exc:
-            raise _Failure(REASON_CLUSTER_NOT_READY, f"Error getting /readyz: {exc}") from None
+        except (Unreachable, ApiError) as exc:
+            # kcp reports any failed /readyz, answered or not, as ClusterNotReady; the backoff below still
+            # tells the two apart (an unanswered one is not retried at once).
+            failure = _Failure(REASON_CLUSTER_NOT_READY, f"Error getting /readyz: {exc}")
+            failure.unanswered = isinstance(exc, Unreachable)
+            raise failure from None
         if isinstance(version, Mapping) and version.get("gitVersion"):
             status["kubernetesVersion"] = str(version["gitVersion"])
 
@@ -421,10 +430,10 @@ class ClusterController:
             return due
         try:
             discovered = discover(remote, wanted)
-        except Unreachable as exc:
-            raise _Failure(REASON_CLUSTER_UNREACHABLE, f"Error importing APIs: {exc}") from None
-        except ApiError as exc:
-            raise _Failure(REASON_CLUSTER_NOT_READY, f"Error importing APIs: {exc}") from None
+        except (Unreachable, ApiError) as exc:
+            failure = _Failure(REASON_ERROR_STARTING_API_IMPORTER, f"Error starting the API importer: {exc}")
+            failure.unanswered = isinstance(exc, Unreachable)
+            raise failure from None
         desired = desired_imports(discovered, target, name)
         try:
             existing = [

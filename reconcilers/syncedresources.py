@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
+from kcp_tmc.policies.keys import ANNOTATION_PATH
 from kcp_tmc.reconcilers.compat import is_compatible
 
 __all__ = [
@@ -62,6 +63,8 @@ class ExportIndex:
 
     exports: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
     schemas: dict[tuple[str, str], Mapping[str, Any]] = field(default_factory=dict)
+    #: The logical cluster holding each export (and so its schemas), whichever key found it.
+    homes: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -73,7 +76,16 @@ class ExportIndex:
         """Index listed objects; ``cluster_of(obj)`` names the logical cluster of each."""
         index = cls()
         for export in exports:
-            index.exports[(cluster_of(export), export["metadata"]["name"])] = export
+            name = export["metadata"]["name"]
+            home = cluster_of(export)
+            index.exports[(home, name)] = export
+            index.homes[(home, name)] = home
+            # kcp cluster names are hashes; users name a workspace by its path, which kcp records in the
+            # ``kcp.io/path`` annotation.  An export is found under either.
+            path = (export["metadata"].get("annotations") or {}).get(ANNOTATION_PATH)
+            if path:
+                index.exports.setdefault((str(path), name), export)
+                index.homes.setdefault((str(path), name), home)
         for schema in schemas:
             index.schemas[(cluster_of(schema), schema["metadata"]["name"])] = schema
         return index
@@ -81,9 +93,11 @@ class ExportIndex:
 
 def export_refs(sync_target: Mapping[str, Any], cluster: str) -> list[tuple[str, str]]:
     """``(cluster, export name)`` of every supported export; the K11 default ``kubernetes`` when unset."""
-    refs = (sync_target.get("spec") or {}).get("supportedAPIExports")
-    if not refs:
+    spec = sync_target.get("spec") or {}
+    if "supportedAPIExports" not in spec or spec["supportedAPIExports"] is None:
+        # Only an absent field defaults to ``kubernetes``; an explicit empty list supports nothing.
         return [(cluster, "kubernetes")]
+    refs = spec["supportedAPIExports"] or []
     out: list[tuple[str, str]] = []
     for ref in refs:
         if isinstance(ref, Mapping) and ref.get("export"):
@@ -109,7 +123,8 @@ def _upstream(
             continue
         identity = str((export.get("status") or {}).get("identityHash") or "")
         for schema_name in (export.get("spec") or {}).get("latestResourceSchemas") or []:
-            schema = index.schemas.get((export_cluster, schema_name))
+            home = index.homes.get((export_cluster, export_name), export_cluster)
+            schema = index.schemas.get((home, schema_name))
             if schema is None:
                 continue
             spec = schema.get("spec") or {}

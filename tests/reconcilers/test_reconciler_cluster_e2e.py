@@ -110,7 +110,6 @@ def test_push_registration_ready_capacity_and_imports(kube, physical, tmp_path, 
     assert ready_of(east) == {
         "type": "Ready",
         "status": "True",
-        "reason": "ClusterReady",
         "lastTransitionTime": ready_of(east)["lastTransitionTime"],
     }
     assert east["status"]["kubernetesVersion"].startswith("v1.")
@@ -291,7 +290,7 @@ def test_unreachable_cluster_condition(kube, physical, tmp_path, engine):
     kube.create(CLUSTERS, cluster("far"))
     assert engine.run_cycle()
     ready = ready_of(kube.get(CLUSTERS, "far"))
-    assert (ready["reason"], ready["severity"]) == ("ClusterUnreachable", "Error")
+    assert (ready["reason"], ready["severity"]) == ("ClusterNotReady", "Error")
     assert ready["message"].startswith("Error getting /readyz: GET https://127.0.0.1:")
     assert "Connection refused" in ready["message"]
 

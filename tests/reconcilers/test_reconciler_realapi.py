@@ -105,7 +105,7 @@ def register_and_converge(kcp, physical, before_cycles=None) -> list[float]:
 
         cluster = kube.get(CLUSTERS, "real")
         ready = next(c for c in cluster["status"]["conditions"] if c["type"] == "Ready")
-        assert (ready["status"], ready["reason"]) == ("True", "ClusterReady")
+        assert ready["status"] == "True" and "reason" not in ready
         assert cluster["status"]["capacity"] == {"cpu": "4", "memory": "8Gi", "pods": "110"}
         assert cluster["status"]["allocatable"] == {"cpu": "3800m", "memory": "7Gi", "pods": "110"}
         st = kube.get(SYNCTARGETS, "real")

@@ -188,3 +188,24 @@ def test_last_version_decides_when_none_fits():
     idx = index([export(schemas=["apps.v1.deployment"])], [dep])
     down = downstream_schemas([imported("apps", "v1", "deployments", {"type": "object"})], "st")
     assert desired_synced_resources(target(), CLUSTER, idx, down)[0]["state"] == "Incompatible"
+
+
+def test_explicit_empty_supported_exports_yield_nothing():
+    idx = index([export(schemas=["v1.service"])], [SERVICE])
+    assert desired_synced_resources(target(exports=[]), CLUSTER, idx, None) is None
+    assert export_refs(target(exports=[]), CLUSTER) == []
+    # Only an absent field defaults to the workspace's own ``kubernetes`` export.
+    assert desired_synced_resources(target(), CLUSTER, idx, None) == [entry("", "services")]
+
+
+def test_export_path_resolves_through_the_kcp_path_annotation():
+    # kcp cluster names are hashes; the path a user writes is the kcp.io/path annotation.
+    hashed = "2x7nkqm3vzq0"
+    exp = export(name="compute", schemas=["v1.service"], cluster=hashed)
+    exp["metadata"]["annotations"]["kcp.io/path"] = "root:compute"
+    idx = index([exp], [schema("v1.service", "", "services", cluster=hashed)])
+    for path in ("root:compute", hashed):
+        st = target(exports=[{"export": "compute", "path": path}])
+        assert desired_synced_resources(st, CLUSTER, idx, None) == [entry("", "services")], path
+    st = target(exports=[{"export": "compute", "path": "root:other"}])
+    assert desired_synced_resources(st, CLUSTER, idx, None) is None
