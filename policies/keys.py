@@ -60,7 +60,7 @@ __all__ = [
 
 # --- keys with a fixed name -------------------------------------------------------------------------
 
-#: Label on a SyncTarget holding its own key (§1.4); used to find a SyncTarget from a key.
+#: Label on a SyncTarget holding its own key; used to find a SyncTarget from a key.
 LABEL_SYNC_TARGET_KEY: Final = "internal.workload.kcp.io/key"
 #: Label on downstream objects holding the key of the SyncTarget that synced them.
 LABEL_DOWNSTREAM_CLUSTER: Final = "internal.workload.kcp.io/cluster"

@@ -5,9 +5,9 @@ the dicts hold.  Fields that may be absent use ``NotRequired`` or ``total=False`
 tolerate missing or null parts and return empty values, so that policies never crash on partial input.
 
 Kinds:
-- ``workload.kcp.io/v1alpha1`` SyncTarget (reference §1) and ``scheduling.kcp.io/v1alpha1`` Location (§7),
+- ``workload.kcp.io/v1alpha1`` SyncTarget and ``scheduling.kcp.io/v1alpha1`` Location,
 - ``tmc.kcp.io/v1alpha1`` Cluster and FederatedQuota (this project's own APIs),
-- core ``v1`` ResourceQuota, with kcp's cluster-scoped quota annotation (§6).
+- core ``v1`` ResourceQuota, with kcp's cluster-scoped quota annotation.
 """
 
 from __future__ import annotations

@@ -9,11 +9,12 @@ which the caller (webhook, CLI, test fixture) provides.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kcp_tmc.policies.admission import AdmissionRequest, JsonPatchOperation, Operation, UserInfo
+from kcp_tmc.policies.gofmt import go_quote, go_value
 from kcp_tmc.policies.kinds import ResourceType
 
 Object = dict[str, Any]
@@ -61,9 +62,67 @@ class FieldError:
 
     path: str
     message: str
+    #: apimachinery's ``field.ErrorType`` (the ``reason`` of a Status cause); not part of equality.
+    type: str = field(default="FieldValueInvalid", compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
+
+    # Constructors named after apimachinery's ``field`` package; each message reads as its ErrorBody().
+
+    @classmethod
+    def invalid(cls, path: str, value: object, detail: str = "") -> FieldError:
+        """``field.Invalid``: ``Invalid value: <value>[: <detail>]``."""
+        return cls(path, _with_detail(f"Invalid value: {go_value(value)}", detail), "FieldValueInvalid")
+
+    @classmethod
+    def type_invalid(cls, path: str, value: object, detail: str = "") -> FieldError:
+        """``field.TypeInvalid``: worded as ``Invalid value``, with its own reason."""
+        return cls(path, _with_detail(f"Invalid value: {go_value(value)}", detail), "FieldValueTypeInvalid")
+
+    @classmethod
+    def required(cls, path: str, detail: str = "") -> FieldError:
+        """``field.Required``: ``Required value[: <detail>]``."""
+        return cls(path, _with_detail("Required value", detail), "FieldValueRequired")
+
+    @classmethod
+    def forbidden(cls, path: str, detail: str) -> FieldError:
+        """``field.Forbidden``: ``Forbidden: <detail>``."""
+        return cls(path, _with_detail("Forbidden", detail), "FieldValueForbidden")
+
+    @classmethod
+    def duplicate(cls, path: str, value: object, detail: str = "") -> FieldError:
+        """``field.Duplicate``: ``Duplicate value: <value>[: <detail>]``."""
+        return cls(path, _with_detail(f"Duplicate value: {go_value(value)}", detail), "FieldValueDuplicate")
+
+    @classmethod
+    def not_supported(cls, path: str, value: object, supported: Iterable[str]) -> FieldError:
+        """``field.NotSupported``: ``Unsupported value: "x": supported values: "A", "B"``."""
+        listed = ", ".join(go_quote(str(s)) for s in supported)
+        detail = f"supported values: {listed}" if listed else ""
+        body = _with_detail(f"Unsupported value: {go_value(value)}", detail)
+        return cls(path, body, "FieldValueNotSupported")
+
+    @classmethod
+    def too_long(cls, path: str, max_length: int, detail: str = "") -> FieldError:
+        """``field.TooLong``: ``Too long: may not be more than <n> bytes[; <detail>]`` (no value shown)."""
+        if max_length >= 0:
+            body = f"Too long: may not be more than {max_length} {'byte' if max_length == 1 else 'bytes'}"
+        else:
+            body = "Too long: value is too long"
+        return cls(path, f"{body}; {detail}" if detail else body, "FieldValueTooLong")
+
+    @classmethod
+    def too_many(cls, path: str, actual: int, maximum: int) -> FieldError:
+        """``field.TooMany``: ``Too many: 3: must have at most 2 items`` (a negative count is not shown)."""
+        body = f"Too many: {actual}" if actual >= 0 else "Too many"
+        unit = "item" if maximum == 1 else "items"
+        detail = f"must have at most {maximum} {unit}" if maximum >= 0 else "has too many items"
+        return cls(path, f"{body}: {detail}", "FieldValueTooMany")
+
+
+def _with_detail(body: str, detail: str) -> str:
+    return f"{body}: {detail}" if detail else body
 
 
 @dataclass(frozen=True, slots=True)

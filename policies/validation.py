@@ -17,12 +17,12 @@ knows about any particular kind.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from kcp_tmc.policies.gofmt import go_value
 from kcp_tmc.policies.policy import FieldError
 
 __all__ = [
@@ -281,56 +281,43 @@ def json_type(value: object) -> str:
 
 
 def render_value(value: object) -> str:
-    """A bad value as apimachinery prints it: strings quoted, numbers and booleans bare, else JSON."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
-        return repr(value)
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    except (TypeError, ValueError):
-        return repr(value)
+    """A bad value as apimachinery prints it (:func:`~kcp_tmc.policies.gofmt.go_value`)."""
+    return go_value(value)
 
 
 def invalid(path: str, value: object, detail: str) -> FieldError:
     """``Invalid value: <value>: <detail>``."""
-    return FieldError(path, f"Invalid value: {render_value(value)}: {detail}")
+    return FieldError.invalid(path, value, detail)
 
 
 def type_invalid(path: str, value: object, expected: str) -> FieldError:
     """A value of the wrong JSON type: ``Invalid value: "x": must be an object, not a string``."""
-    return invalid(path, value, f"must be {expected}, not {_article(json_type(value))}")
+    return FieldError.type_invalid(path, value, f"must be {expected}, not {_article(json_type(value))}")
 
 
 def required(path: str, detail: str = "") -> FieldError:
     """``Required value[: <detail>]``."""
-    return FieldError(path, f"Required value: {detail}" if detail else "Required value")
+    return FieldError.required(path, detail)
 
 
 def forbidden(path: str, detail: str) -> FieldError:
     """``Forbidden: <detail>``."""
-    return FieldError(path, f"Forbidden: {detail}")
+    return FieldError.forbidden(path, detail)
 
 
 def duplicate(path: str, value: object, detail: str = "") -> FieldError:
     """``Duplicate value: <value>[: <detail>]``."""
-    body = f"Duplicate value: {render_value(value)}"
-    return FieldError(path, f"{body}: {detail}" if detail else body)
+    return FieldError.duplicate(path, value, detail)
 
 
 def not_supported(path: str, value: object, supported: Iterable[str]) -> FieldError:
     """``Unsupported value: <value>: supported values: "A", "B"``."""
-    listed = ", ".join(json.dumps(s, ensure_ascii=False) for s in supported)
-    return FieldError(path, f"Unsupported value: {render_value(value)}: supported values: {listed}")
+    return FieldError.not_supported(path, value, supported)
 
 
 def too_long(path: str, max_length: int, detail: str = "") -> FieldError:
     """``Too long: may not be more than <n> bytes[; <detail>]`` (the value itself is omitted)."""
-    unit = "byte" if max_length == 1 else "bytes"
-    body = f"Too long: may not be more than {max_length} {unit}"
-    return FieldError(path, f"{body}; {detail}" if detail else body)
+    return FieldError.too_long(path, max_length, detail)
 
 
 def _article(type_name: str) -> str:

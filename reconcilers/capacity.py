@@ -1,6 +1,6 @@
 """Capacity and allocatable of a physical cluster: exact sums over its Ready, schedulable Nodes.
 
-kcp itself never computes these (reference §7); this is the project's extension, using Kubernetes
+kcp itself never computes these; this is the project's extension, using Kubernetes
 quantity arithmetic (no floats) and the filter kcp uses for ``availableInstances``: a Node counts when
 its ``Ready`` condition is True and ``spec.unschedulable`` is not set.
 """

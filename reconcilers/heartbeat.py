@@ -1,4 +1,4 @@
-"""``HeartbeatHealthy`` and the ``Ready`` summary of a SyncTarget (reference §3.2).
+"""``HeartbeatHealthy`` and the ``Ready`` summary of a SyncTarget, as kcp's heartbeat manager sets them.
 
 - heartbeat absent, empty or the zero time: False, ``ErrorHeartbeat``, ``Warning``,
   ``No heartbeat yet seen``; nothing to look at again;

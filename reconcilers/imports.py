@@ -1,6 +1,6 @@
 """APIResourceImports: the schemas a physical cluster serves, written into kcp for the compatibility check.
 
-kcp's API importer (reference §3.3, §4) names an import ``<plural>.<syncTarget>.<version>.<group or
+kcp's API importer names an import ``<plural>.<syncTarget>.<version>.<group or
 core>``, sets ``spec.location`` to the SyncTarget name and owns it by the SyncTarget.  We import the
 group-versions of the resources the SyncTarget is asked to sync (its ``status.syncedResources``): for
 each, one discovery GET (``/apis/<g>/<v>``, for kind, scope and names) and one OpenAPI v3 GET

@@ -1,4 +1,4 @@
-"""``status.syncedResources`` of a SyncTarget (reference §3.3): what to sync, and whether it can be.
+"""``status.syncedResources`` of a SyncTarget: what to sync, and whether it can be.
 
 Step A (kcp's ``exportReconciler``): for every ``spec.supportedAPIExports`` entry, resolve the APIExport
 (its ``path`` or the SyncTarget's own workspace), then each name of its ``spec.latestResourceSchemas``;

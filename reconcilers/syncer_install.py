@@ -213,7 +213,7 @@ KCP_IDENTITY_NAMESPACE = "default"
 
 
 def kcp_identity(sync_target: Mapping[str, Any], cluster_name: str) -> list[tuple[str, dict[str, Any]]]:
-    """The syncer's identity inside kcp, as ``kubectl kcp workload sync`` creates it (reference §5.2).
+    """The syncer's identity inside kcp, as ``kubectl kcp workload sync`` creates it.
 
     A ServiceAccount and its token Secret named by the syncer ID (``kcp-syncer-<name>-<hash of uid>``),
     and a ClusterRole and binding granting ``sync`` on this SyncTarget, ``get`` on its tunnel,

@@ -1,6 +1,6 @@
 """The SyncTarget controller: kcp's SyncTarget, heartbeat and syncedResources controllers as one pass.
 
-kcp runs three controllers on SyncTargets (reference §3.1-3.3), each writing its own patch.  Here they
+kcp runs three controllers on SyncTargets, each writing its own patch.  Here they
 are three pure steps over the same object, so an object needs at most one main patch (the key label)
 and one status patch (virtualWorkspaces, conditions, syncedResources) per cycle, and none when
 nothing changed.  Each step can be switched off (``--controllers``).

@@ -1,4 +1,4 @@
-"""``status.virtualWorkspaces`` of a SyncTarget from the configured shards (reference §3.1).
+"""``status.virtualWorkspaces`` of a SyncTarget from the configured shards, as kcp fills it.
 
 kcp builds one ``{syncerURL, upsyncerURL}`` pair per shard with a non-empty external URL: the shard URL
 with its path replaced by Go ``path.Join(shardPath, "/services", "syncer"|"upsyncer", cluster, name,

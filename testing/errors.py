@@ -8,127 +8,37 @@ so that a test asserting on a message holds against both servers.
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass
 from typing import Any
 
+# One FieldError and one way of printing Go values for the policies and this server.
+from kcp_tmc.policies.gofmt import go_float, go_value
+from kcp_tmc.policies.policy import FieldError
+
+__all__ = [
+    "MODIFIED",
+    "FieldError",
+    "StatusError",
+    "already_exists",
+    "bad_request",
+    "conflict",
+    "expired",
+    "forbidden",
+    "go_float",
+    "go_value",
+    "group_resource",
+    "internal_error",
+    "invalid",
+    "method_not_supported",
+    "not_found",
+    "not_found_path",
+    "status",
+    "success",
+    "too_many_requests",
+    "unauthorized",
+    "unsupported_media_type",
+]
+
 Object = dict[str, Any]
-
-
-class _Omit:
-    """Marks a field error printed without its value (``Too many`` with an unknown count)."""
-
-    def __repr__(self) -> str:
-        return "<omitted>"
-
-
-OMIT = _Omit()
-
-
-def go_value(value: Any) -> str:
-    """Print a value the way ``field.Error.ErrorBody`` does (Go's ``%v``, ``%q`` or JSON)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return go_float(value)
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
-
-
-def go_float(value: float) -> str:
-    """Go's ``%v`` for a float64: ``1`` not ``1.0``, exponent form for huge values."""
-    if math.isfinite(value) and value == int(value) and abs(value) < 1e21:
-        return str(int(value))
-    text = repr(value)
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        sign = "-" if exponent.startswith("-") else "+"
-        return f"{mantissa}e{sign}{exponent.lstrip('+-').zfill(2)}"
-    return text
-
-
-#: ``field.ErrorType`` values and the text each prints as.
-FIELD_ERROR_TEXT = {
-    "FieldValueNotFound": "Not found",
-    "FieldValueRequired": "Required value",
-    "FieldValueDuplicate": "Duplicate value",
-    "FieldValueInvalid": "Invalid value",
-    "FieldValueNotSupported": "Unsupported value",
-    "FieldValueForbidden": "Forbidden",
-    "FieldValueTooLong": "Too long",
-    "FieldValueTooMany": "Too many",
-    "FieldValueTooFew": "Too few",
-    "InternalError": "Internal error",
-    "FieldValueTypeInvalid": "Invalid value",
-    "FieldValueTooShort": "Too short",
-}
-_NO_VALUE_TYPES = {"FieldValueRequired", "FieldValueForbidden", "FieldValueTooLong", "FieldValueTooShort"}
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    """One ``field.Error``: its type (``FieldValueRequired``...), path, bad value and detail."""
-
-    type: str
-    field: str
-    value: Any = OMIT
-    detail: str = ""
-
-    def body(self) -> str:
-        """``ErrorBody()``: the message without the field path."""
-        text = FIELD_ERROR_TEXT[self.type]
-        if self.type not in _NO_VALUE_TYPES and self.value is not OMIT:
-            text = f"{text}: {go_value(self.value)}"
-        if self.detail:
-            text = f"{text}: {self.detail}"
-        return text
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.body()}"
-
-    # Constructors named after apimachinery's ``field`` package.
-    @classmethod
-    def required(cls, path: str, detail: str = "") -> FieldError:
-        """``field.Required``."""
-        return cls("FieldValueRequired", path, "", detail)
-
-    @classmethod
-    def invalid(cls, path: str, value: Any, detail: str = "") -> FieldError:
-        """``field.Invalid``."""
-        return cls("FieldValueInvalid", path, value, detail)
-
-    @classmethod
-    def type_invalid(cls, path: str, value: Any, detail: str = "") -> FieldError:
-        """``field.TypeInvalid``."""
-        return cls("FieldValueTypeInvalid", path, value, detail)
-
-    @classmethod
-    def not_supported(cls, path: str, value: Any, valid: list[str]) -> FieldError:
-        """``field.NotSupported``: ``Unsupported value: "X": supported values: "A", "B"``."""
-        detail = "supported values: " + ", ".join(json.dumps(v) for v in valid) if valid else ""
-        return cls("FieldValueNotSupported", path, value, detail)
-
-    @classmethod
-    def too_long(cls, path: str, max_length: int) -> FieldError:
-        """``field.TooLong``: ``Too long: may not be more than N bytes``."""
-        unit = "byte" if max_length == 1 else "bytes"
-        detail = f"may not be more than {max_length} {unit}" if max_length >= 0 else "value is too long"
-        return cls("FieldValueTooLong", path, "", detail)
-
-    @classmethod
-    def too_many(cls, path: str, actual: int, maximum: int) -> FieldError:
-        """``field.TooMany``: ``Too many: 3: must have at most 2 items``."""
-        unit = "item" if maximum == 1 else "items"
-        detail = f"must have at most {maximum} {unit}" if maximum >= 0 else "has too many items"
-        return cls("FieldValueTooMany", path, actual if actual >= 0 else OMIT, detail)
-
-    @classmethod
-    def forbidden(cls, path: str, detail: str) -> FieldError:
-        """``field.Forbidden``."""
-        return cls("FieldValueForbidden", path, "", detail)
 
 
 class StatusError(Exception):
@@ -232,7 +142,7 @@ def invalid(group: str, kind: str, name: str, errors: list[FieldError]) -> Statu
         message = f"{qualified} {json.dumps(name)} is invalid: {messages[0]}"
     else:
         message = f"{qualified} {json.dumps(name)} is invalid: [{', '.join(messages)}]"
-    causes = [{"reason": e.type, "message": e.body(), "field": e.field} for e in errors]
+    causes = [{"reason": e.type, "message": e.message, "field": e.path} for e in errors]
     body = status(422, "Invalid", message, {"name": name, "group": group, "kind": kind})
     body.setdefault("details", {})["causes"] = causes
     return StatusError(body)

@@ -13,7 +13,6 @@ import binascii
 import copy
 import datetime
 import json
-import re
 import secrets
 import time
 import uuid
@@ -30,6 +29,7 @@ from kcp_tmc.policies.selectors import (
     parse_field_selector,
     parse_selector,
 )
+from kcp_tmc.policies.validation import is_dns1123_label, is_dns1123_subdomain
 from kcp_tmc.testing import errors, patching, schema
 from kcp_tmc.testing.auth import Authorizer, User, access_review, token_review
 from kcp_tmc.testing.errors import FieldError, StatusError
@@ -45,18 +45,6 @@ PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 # Create and update word it alike: the check runs before the object reaches the registry.
 NAMESPACE_MISMATCH = "the namespace of the provided object does not match the namespace sent on the request"
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_SUBDOMAIN_MSG = (
-    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation "
-    "is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-)
-_LABEL_MSG = (
-    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
-    "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
-    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-)
 _SERVER_SET_META = ("uid", "creationTimestamp", "resourceVersion", "generation", "managedFields", "selfLink")
 
 AdmissionCallable = Callable[[AdmissionAttributes], AdmissionResult]
@@ -381,18 +369,9 @@ class Rest:
         name = str(meta.get("name", ""))
         problems: list[FieldError] = []
         if old is None:
-            pattern, message = (
-                (_DNS1123_LABEL, _LABEL_MSG)
-                if info.key == ("", "namespaces")
-                else (_DNS1123_SUBDOMAIN, _SUBDOMAIN_MSG)
-            )
-            if not pattern.match(name):
-                problems.append(FieldError.invalid("metadata.name", name, message))
-            elif len(name) > (63 if info.key == ("", "namespaces") else 253):
-                limit = 63 if info.key == ("", "namespaces") else 253
-                problems.append(
-                    FieldError.invalid("metadata.name", name, f"must be no more than {limit} characters")
-                )
+            # Namespaces are DNS labels, everything else a DNS subdomain (ValidateObjectMeta).
+            check = is_dns1123_label if info.key == ("", "namespaces") else is_dns1123_subdomain
+            problems.extend(FieldError.invalid("metadata.name", name, message) for message in check(name))
         if old is not None and (old.get("metadata") or {}).get("deletionTimestamp"):
             new_finalizers = set(meta.get("finalizers") or []) - set(old["metadata"].get("finalizers") or [])
             if new_finalizers:

@@ -228,8 +228,7 @@ def _num(value: float) -> str:
 
 
 def _validate_number(value: float, schema: Schema, path: str, errors: list[FieldError]) -> None:
-    if isinstance(value, float) and value == int(value):
-        value = int(value)
+    # A float stays a float even when whole (Go decodes 1000000.0 as a float64 and prints 1e+06).
     if schema.get("multipleOf"):
         factor = schema["multipleOf"]
         if (value / factor) != int(value / factor):

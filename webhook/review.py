@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from flask import Blueprint, Response, current_app
 from flask import request as flask_request
@@ -34,6 +35,7 @@ from kcp_tmc.policies.admission import AdmissionRequest, AdmissionResponse
 from kcp_tmc.policies.engine import Engine, Outcome, UnknownPolicyError
 from kcp_tmc.policies.policy import Lookup, PolicyType
 from kcp_tmc.policies.reviews import ReviewError, parse_review, review_response
+from kcp_tmc.policies.timefmt import parse_go_duration_ns
 from kcp_tmc.webhook.logs import review_log
 from kcp_tmc.webhook.metrics import Metrics
 
@@ -66,27 +68,19 @@ _CLOSE = [("Connection", "close")]
 
 
 def parse_timeout(query: str) -> float | None:
-    """The ``timeout`` of a query string in seconds (``10s``, ``500ms``, ``1m``, ``2``), else ``None``.
+    """The ``timeout`` of a query string in seconds, read as Go's ``time.ParseDuration``, else ``None``.
 
-    The apiserver sends whole seconds (``timeout=10s``); anything unreadable is ignored, since
-    refusing a review over its budget hint would be worse than using the default.
+    The apiserver sends ``timeout=10s``; ``500ms`` and ``1m30s`` read too.  Anything unreadable is
+    ignored, since refusing a review over its budget hint would be worse than using the default.
     """
-    start = query.find("timeout=")
-    if start < 0 or (start > 0 and query[start - 1] != "&"):
+    values = parse_qs(query, keep_blank_values=True).get("timeout")
+    if not values:
         return None
-    value = query[start + 8 :].split("&", 1)[0].strip()
-    scale = 1.0
-    if value.endswith("ms"):
-        value, scale = value[:-2], 0.001
-    elif value.endswith("s"):
-        value = value[:-1]
-    elif value.endswith("m"):
-        value, scale = value[:-1], 60.0
     try:
-        seconds = float(value) * scale
+        seconds = parse_go_duration_ns(values[0].strip()) / 1e9
     except ValueError:
         return None
-    if not 0 < seconds < 3600:  # also refuses nan and inf
+    if not 0 < seconds < 3600:
         return None
     return seconds
 

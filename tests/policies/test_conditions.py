@@ -169,7 +169,7 @@ def _c(type_: str, status: str, severity: str = "", reason: str = "", message: s
     return condition
 
 
-# reference §3.2: the summary table
+# kcp's Ready summary of the heartbeat condition
 @pytest.mark.parametrize(
     ("conds", "expected"),
     [
@@ -255,7 +255,7 @@ def test_set_summary_leaves_ready_untouched_when_nothing_in_scope() -> None:
 
 
 def test_set_summary_heartbeat_flow() -> None:
-    # reference §3.2: no heartbeat → HeartbeatHealthy False/Warning, and Ready mirrors it
+    # no heartbeat → HeartbeatHealthy False/Warning, and Ready mirrors it
     conds = mark_false([], HEARTBEAT_HEALTHY, REASON_ERROR_HEARTBEAT, WARNING, "No heartbeat yet seen", T0)
     conds = set_summary(conds, T0)
     assert conds == [

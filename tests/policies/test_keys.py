@@ -40,7 +40,7 @@ def _decode62(text: str) -> int:
     [
         # kcp v0.11 pkg/syncer/spec/spec_process_test.go
         ("root:org:ws", "us-west1", "6ohB8yeXhwqTQVuBzJRgqcRJTpRjX7yTZu5g5g"),
-        # reference §1.4
+        # the SyncTarget key label kcp sets
         ("root:default:testing", "syncTargetName", "R2DPbwTUto2c2O2rBBEW57W11oOL5ALodAyMo"),
     ],
 )

@@ -111,7 +111,7 @@ def test_rfc3339_round_trip(dt: datetime) -> None:
 
 
 def test_go_time_string() -> None:
-    # reference §3.2: "No heartbeat since 2023-02-22 17:38:27 +0000 UTC"
+    # kcp's heartbeat message: "No heartbeat since 2023-02-22 17:38:27 +0000 UTC"
     assert go_time_string(datetime(2023, 2, 22, 17, 38, 27, tzinfo=UTC)) == "2023-02-22 17:38:27 +0000 UTC"
     assert go_time_string(datetime(2023, 2, 22, 17, 38, 27, 500000, tzinfo=UTC)) == (
         "2023-02-22 17:38:27.5 +0000 UTC"

@@ -1,4 +1,4 @@
-"""Heartbeat table of kcp v0.11 heartbeat_manager_test.go (reference §3.2)."""
+"""Heartbeat table of kcp v0.11 heartbeat_manager_test.go."""
 
 from datetime import UTC, datetime, timedelta
 

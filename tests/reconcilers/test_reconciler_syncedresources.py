@@ -1,4 +1,4 @@
-"""syncedResources and compatibility tables of kcp v0.11 synctargetexports tests (reference §3.3)."""
+"""syncedResources and compatibility tables of kcp v0.11 synctargetexports tests."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""status.virtualWorkspaces vectors of kcp v0.11 synctarget_reconcile_test.go (reference §3.1)."""
+"""status.virtualWorkspaces vectors of kcp v0.11 synctarget_reconcile_test.go."""
 
 import pytest
 

@@ -232,8 +232,12 @@ def test_bad_engine_config_file_is_refused(make_app: Callable[..., Flask], tmp_p
     [
         ("timeout=10s", 10.0),
         ("a=b&timeout=500ms", 0.5),
-        ("timeout=2", 2.0),
+        ("timeout=2", None),  # Go's parser needs a unit
         ("timeout=1m", 60.0),
+        ("timeout=1m30s", 90.0),
+        ("xtimeout=5s&timeout=3s", 3.0),
+        ("timeout=5s&xtimeout=1s", 5.0),
+        ("timeout=1h", None),
         ("timeout=abc", None),
         ("timeout=-1s", None),
         ("timeout=nans", None),
