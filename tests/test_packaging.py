@@ -5,9 +5,12 @@ The checkout keeps the packages at the top (``policies/``, ``webhook/``...) with
 wheel once (offline: ``--no-build-isolation --no-index``), checks that it holds real files under
 ``kcp_tmc/`` only, installs it into a fresh venv and, from a directory outside the checkout,
 checks that ``import kcp_tmc.policies`` works, ``import policies`` does not, and the console
-scripts run.  The fresh venv sees the dev venv's third-party packages through a ``.pth`` file
-(the ``--system-site-packages`` of a venv made from a venv), not our own code: the dev venv's
-editable finder is only activated by a ``.pth`` file in a site directory, which that one is not.
+scripts run and serve.  The fresh venv gets exactly the runtime dependencies the wheel declares
+(its ``Requires-Dist`` without extras, followed through each dependency's own requirements and
+the extras asked of it), linked from the dev venv's site-packages, and nothing else: no dev
+packages, none of our own code.  So a dependency the code needs but the wheel does not declare
+(gunicorn's gevent worker needs ``packaging``, which only ``gunicorn[gevent]`` brings) fails
+here as it would for a user, offline and without downloading anything.
 """
 
 from __future__ import annotations
@@ -16,13 +19,20 @@ import configparser
 import json
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
-import sysconfig
+import time
+import urllib.error
+import urllib.request
 import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.policies.builtin.helpers import BUILTIN_POLICIES
 
@@ -111,12 +121,54 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
          "--no-index", str(wheel)],
     )  # fmt: skip
     assert installed.returncode == 0, installed.stdout + installed.stderr
-    site = _run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]
-    ).stdout.strip()
-    # The third-party dependencies (PyYAML, Flask...) from the dev venv, after the venv's own packages.
-    Path(site, "dev-venv-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    site = Path(
+        _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
+    )
+    for dist in runtime_closure(wheel):
+        _link_distribution(dist, site)
     return root
+
+
+def _declared(wheel: Path) -> list[str]:
+    """The wheel's ``Requires-Dist`` lines."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        text = archive.read(name).decode()
+    return [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Requires-Dist:")]
+
+
+def runtime_closure(wheel: Path) -> list[metadata.Distribution]:
+    """The installed distributions a plain ``pip install <wheel>`` would bring, extras followed."""
+    wanted: dict[str, set[str]] = {}
+    found: dict[str, metadata.Distribution] = {}
+    queue = [(Requirement(line), "") for line in _declared(wheel)]
+    while queue:
+        requirement, extra = queue.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        key = canonicalize_name(requirement.name)
+        extras = set(requirement.extras)
+        if key in found and extras <= wanted[key]:
+            continue
+        dist = metadata.distribution(requirement.name)
+        assert dist.version in requirement.specifier or not requirement.specifier, (requirement, dist.version)
+        new = extras - wanted.get(key, set()) if key in found else {"", *extras}
+        wanted.setdefault(key, set()).update(extras)
+        found[key] = dist
+        for line in dist.requires or []:
+            for asked in new:
+                queue.append((Requirement(line), asked))
+    return list(found.values())
+
+
+def _link_distribution(dist: metadata.Distribution, site: Path) -> None:
+    """Links a distribution's top-level files and folders (and its .dist-info) into ``site``."""
+    base = Path(str(dist.locate_file("")))
+    tops = {Path(str(f)).parts[0] for f in dist.files or () if not str(f).startswith("..")}
+    for top in tops:
+        target = site / top
+        if not target.exists() and (base / top).exists():
+            target.symlink_to(base / top)
 
 
 @pytest.mark.slow
@@ -187,3 +239,59 @@ def test_the_console_scripts_are_installed_and_run(venv: Path, tmp_path: Path) -
     assert {p["name"] for p in policies} >= BUILTIN_POLICIES
     version = _run([str(venv / "bin" / "tmc-policy"), "--version"], cwd=tmp_path)
     assert version.stdout == "tmc-policy 0.1.0\n"
+
+
+@pytest.mark.slow
+def test_the_closure_follows_extras_and_leaves_dev_packages_out(wheel: Path) -> None:
+    names = {canonicalize_name(d.metadata["Name"]) for d in runtime_closure(wheel)}
+    assert {"flask", "gunicorn", "gevent", "kubernetes", "cryptography"} <= names
+    assert "packaging" in names, "gunicorn[gevent] brings packaging"
+    assert not names & {"pytest", "hypothesis", "mypy", "ruff", "coverage"}
+
+
+@pytest.mark.slow
+def test_the_installed_webhook_serves_a_review_over_tls(venv: Path, tmp_path: Path) -> None:
+    bin_dir = venv / "bin"
+    certs = _run(
+        [str(bin_dir / "tmc-certs"), "generate", "--service", "tmc-webhook", "--namespace", "tmc-system",
+         "--out", str(tmp_path / "certs"), "--dns", "localhost", "--ip", "127.0.0.1"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert certs.returncode == 0, certs.stderr
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "webhook.log").open("w")
+    cert, key = tmp_path / "certs" / "tls.crt", tmp_path / "certs" / "tls.key"
+    env = {"PATH": os.environ["PATH"], "PYTHONNOUSERSITE": "1"}
+    server = subprocess.Popen(
+        [str(bin_dir / "tmc-webhook"), "--bind", f"127.0.0.1:{port}",
+         "--cert-file", str(cert), "--key-file", str(key)],
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    try:
+        context = ssl.create_default_context(cafile=str(tmp_path / "certs" / "ca.crt"))
+        review = (REPO / "examples" / "reviews" / "synctarget-create.json").read_bytes()
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, (tmp_path / "webhook.log").read_text()
+            try:
+                request = urllib.request.Request(
+                    f"https://127.0.0.1:{port}/validate",
+                    data=review,
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, context=context, timeout=5) as response:
+                    answer = json.loads(response.read())
+                break
+            except (ConnectionError, urllib.error.URLError):
+                assert time.monotonic() < deadline, (tmp_path / "webhook.log").read_text()
+                time.sleep(0.2)
+        sent = json.loads(review)
+        assert answer["kind"] == "AdmissionReview"
+        assert answer["response"]["uid"] == sent["request"]["uid"]
+        assert answer["response"]["allowed"] is True
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
