@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -165,6 +166,15 @@ def measure(count: int, cycles: int, profile: bool, tls: bool = True) -> dict[st
             if profiler is not None:
                 print(f"\n--- profile of {cycles} steady cycles with {count} SyncTargets")
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
+            rss = rss_mib()
+            # What a cycle leaves behind: one more steady cycle traced, after the timed ones.
+            tracemalloc.start()
+            assert engine.run_cycle()
+            top = tracemalloc.take_snapshot().statistics("lineno")[:5]
+            tracemalloc.stop()
+            print(f"\n--- {count} SyncTargets, what a steady cycle leaves allocated (largest first):")
+            for stat in top:
+                print(f"    {stat.size / 2**20:7.2f} MiB in {stat.count:>7} blocks  {stat.traceback[0]}")
             return {
                 "count": count,
                 "populate_s": populate_s,
@@ -176,7 +186,7 @@ def measure(count: int, cycles: int, profile: bool, tls: bool = True) -> dict[st
                 "cpu_s": statistics.median(cpus),
                 "requests": max(requests),
                 "writes": max(writes),
-                "rss_mib": rss_mib(),
+                "rss_mib": rss,
             }
 
 
