@@ -63,7 +63,7 @@ DRAIN_LIMIT = 64 * 1024
 #: Longest a refused body is still read after the answer (enough for tens of MiB on a local link).
 LINGER_SECONDS = 2.0
 #: A client that sends nothing for this long has stopped sending (or is reading our answer).
-LINGER_IDLE_SECONDS = 0.5
+LINGER_IDLE_SECONDS = 1.0
 #: Most bytes of a refused body read and discarded; about 16 times the default body limit.
 LINGER_BYTES = 64 * 1024 * 1024
 #: Size of one discarding read.
