@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import socket
 import ssl
 import time
@@ -51,6 +52,22 @@ __all__ = ["ReviewWorker"]
 
 #: Most bytes of an unread body drained to keep a connection (more: the connection is closed).
 DRAIN_LIMIT = 64 * 1024
+
+# Lingering close (nginx's ``lingering_close``): closing a socket that still has unread bytes
+# makes the kernel answer with a reset, which destroys the 413 we just wrote before a client that
+# writes its whole body first (http.client, most HTTP/1.1 clients) gets to read it; it sees a TLS
+# EOF instead.  So after a response that closes the connection the write side is shut down and the
+# rest of the body is read off the raw socket and thrown away (never decrypted: a memory copy per
+# chunk, one event-loop turn each), within both bounds below; past them the connection is closed
+# anyway, so a client that never stops sending costs at most that much.
+#: Longest a refused body is still read after the answer (enough for tens of MiB on a local link).
+LINGER_SECONDS = 2.0
+#: A client that sends nothing for this long has stopped sending (or is reading our answer).
+LINGER_IDLE_SECONDS = 1.0
+#: Most bytes of a refused body read and discarded; about 16 times the default body limit.
+LINGER_BYTES = 64 * 1024 * 1024
+#: Size of one discarding read.
+_LINGER_CHUNK = 256 * 1024
 
 
 class ReviewWorker(GeventWorker):  # type: ignore[misc]
@@ -164,15 +181,20 @@ class ReviewWorker(GeventWorker):  # type: ignore[misc]
                     req = next(parser)
             except http.errors.ParseException as exc:
                 _refuse(client, exc)
+                _linger(client)
                 return
             if req is None:
                 return  # headers not complete in time, or the client closed cleanly
             try:
                 self.handle_request(listener_name, req, client, addr)
             except StopIteration:
-                return  # the response said Connection: close
+                # The response said Connection: close (a refused body, for one): let the client
+                # read it before the socket goes away.
+                _linger(client)
+                return
             if not parser.finish_body(deadline=time.monotonic() + self.body_timeout, max_bytes=DRAIN_LIMIT):
-                # The app refused a body without reading it (413): do not read it now.
+                # The app left a body unread and too big to drain for keep-alive: close, gracefully.
+                _linger(client)
                 return
 
 
@@ -208,6 +230,35 @@ def _refuse(client: Any, exc: Exception) -> None:
     )
     with contextlib.suppress(OSError):
         client.sendall(head.encode("latin-1") + body)
+
+
+def _linger(client: Any) -> None:
+    """Half-close, then discard what the client still sends, within the ``LINGER_*`` bounds."""
+    try:
+        fd = client.fileno()
+        if fd < 0:
+            return  # already closed (a response that failed half-way)
+        # A FIN after the answer: the client's reader sees the end; its writer may go on.  TLS's
+        # close_notify is not sent: the answer carries its length, and the peer is mid-write.
+        client.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    deadline = time.monotonic() + LINGER_SECONDS
+    discarded = 0
+    while discarded < LINGER_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        try:
+            gsocket.wait_read(fd, timeout=min(left, LINGER_IDLE_SECONDS))
+            data = os.read(fd, _LINGER_CHUNK)
+        except BlockingIOError:
+            continue
+        except OSError:  # the idle wait timed out (socket.timeout is an OSError), or a reset
+            return
+        if not data:
+            return  # the client closed: nothing unread is left, close without a reset
+        discarded += len(data)
 
 
 def _buffered(parser: Any, client: Any) -> bool:

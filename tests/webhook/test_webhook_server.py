@@ -169,6 +169,55 @@ def test_oversized_body_is_refused_before_it_is_sent(server: Server) -> None:
     assert json.loads(body)["message"] == "the body is 100000000 bytes, over the limit of 4194304 bytes"
 
 
+def test_oversized_body_sent_whole_still_reads_the_413(server: Server) -> None:
+    """A client that writes its whole 40 MiB body before reading (http.client) gets the 413, not a reset."""
+    size = 40 * 1024 * 1024
+    for _ in range(2):  # twice: the lingering connection must not leave the worker unable to serve
+        conn = https(server, timeout=10.0)
+        try:
+            conn.request("POST", "/validate", body=b" " * size, headers=HEADERS)
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        assert resp.status == 413
+        assert resp.getheader("Connection") == "close"
+        assert json.loads(body)["message"] == f"the body is {size} bytes, over the limit of 4194304 bytes"
+        health = https(server)
+        try:
+            health.request("GET", "/healthz")
+            assert health.getresponse().status == 200
+        finally:
+            health.close()
+
+
+def test_a_refused_body_that_never_ends_is_cut_off(server: Server) -> None:
+    """Lingering after a 413 is bounded: a client that trickles its body forever is closed on."""
+    with server.connect() as tls:
+        tls.sendall(
+            b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = tls.recv(65536)
+            assert chunk, "the server closed before answering"
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 413 ")
+        # Keep sending under the idle bound (slower than the byte bound) until the server hangs up;
+        # the loop's own bound (10 s) is far above the server's, so ending here means it was cut off.
+        closed = False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                tls.sendall(b" " * 65536)
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.1)
+        assert closed, "the server still read the refused body after 10 s"
+
+
 def _read_all(tls: ssl.SSLSocket) -> bytes:
     """Read until the server closes (bounded by the socket timeout)."""
     chunks = []
