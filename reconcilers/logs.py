@@ -1,36 +1,14 @@
-"""JSON log lines: one object per line with time, level, logger, message and the record's extras."""
+"""Logging of the reconciler process: JSON lines in the format of :mod:`kcp_tmc.policies.jsonlog`."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TextIO
 
-__all__ = ["JsonFormatter", "setup_logging"]
+from kcp_tmc.policies.jsonlog import JsonFormatter
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
-
-
-class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object; ``extra={...}`` fields become top-level keys."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and value is not None:
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+__all__ = ["setup_logging"]
 
 
 def setup_logging(level: str = "info", stream: TextIO | None = None) -> None:

@@ -26,8 +26,9 @@ from gunicorn.glogging import Logger as GunicornLogger
 
 from kcp_tmc.policies.config import ConfigError, load_config
 from kcp_tmc.policies.engine import Engine
+from kcp_tmc.policies.jsonlog import JsonFormatter, TextFormatter
 from kcp_tmc.policies.plugins import default_registry
-from kcp_tmc.webhook.logs import JsonFormatter, TextFormatter, configure_logging
+from kcp_tmc.webhook.logs import configure_logging
 from kcp_tmc.webhook.tls import ReloadingTLS, TLSConfigError
 
 __all__ = ["build_parser", "main"]

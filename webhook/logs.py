@@ -1,4 +1,4 @@
-"""Log lines of the webhook: one JSON object per line (or ``key=value`` text for humans).
+"""Log lines of the webhook, in the format of :mod:`kcp_tmc.policies.jsonlog` (or its text form for humans).
 
 Every answered review is one record on the ``kcp_tmc.webhook.reviews`` logger with the fields
 in :data:`REVIEW_FIELDS` (in the record's ``fields`` attribute; the formatters put them at the top
@@ -7,13 +7,13 @@ level of the line).  The object under review never reaches a log: it may hold se
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-import time
-from typing import Any, TextIO
+from typing import TextIO
 
-__all__ = ["REVIEW_FIELDS", "JsonFormatter", "TextFormatter", "configure_logging", "review_log"]
+from kcp_tmc.policies.jsonlog import JsonFormatter, TextFormatter
+
+__all__ = ["REVIEW_FIELDS", "configure_logging", "review_log"]
 
 review_log = logging.getLogger("kcp_tmc.webhook.reviews")
 
@@ -35,64 +35,6 @@ REVIEW_FIELDS = (
     "errored",
     "durationMs",
 )
-
-# Attributes every LogRecord has; anything else on a record came in through ``extra``.
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-
-
-def _extra(record: logging.LogRecord) -> dict[str, Any]:
-    attrs = vars(record)
-    out: dict[str, Any] = {}
-    for key in attrs.keys() - _STANDARD:
-        value = attrs[key]
-        if key == "fields" and isinstance(value, dict):
-            # ``extra={"fields": {...}}`` carries names LogRecord reserves (``name``).
-            out.update(value)
-        elif not key.startswith("_"):
-            out[key] = value
-    return out
-
-
-_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
-
-
-def _timestamp(created: float) -> str:
-    global _second  # noqa: PLW0603 - a one-entry cache; the tuple is swapped whole, so threads agree
-    secs = int(created)
-    cached = _second
-    if cached[0] != secs:  # one strftime per second, not per line
-        cached = _second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
-    return f"{cached[1]}.{int((created - secs) * 1000):03d}Z"
-
-
-class JsonFormatter(logging.Formatter):
-    """``{"ts": ..., "level": ..., "logger": ..., "msg": ..., <extra fields>}`` on one line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "ts": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        line.update(_extra(record))
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, separators=(",", ":"), default=str)
-
-
-class TextFormatter(logging.Formatter):
-    """``<time> <level> <logger>: <msg> key=value ...`` for a terminal."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in _extra(record).items() if v not in (None, "", [], ()))
-        text = f"{_timestamp(record.created)} {record.levelname.lower()} {record.name}: {record.getMessage()}"
-        if fields:
-            text += " " + fields
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
 
 _HANDLER_MARK = "_kcp_tmc_webhook_handler"
 

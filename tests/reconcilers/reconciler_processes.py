@@ -75,13 +75,13 @@ class Reconciler:
             try:
                 out.append(json.loads(line))
             except ValueError:
-                out.append({"msg": line})
+                out.append({"message": line})
         return out
 
     def metrics_port(self, timeout: float = 10.0) -> int:
         def port() -> int | None:
             for line in self.lines():
-                if line.get("msg") == "started":
+                if line.get("message") == "started":
                     return int(line["metrics_port"])
             return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -10,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from kcp_tmc.policies.jsonlog import JsonFormatter
 from kcp_tmc.reconcilers.cli import build_controllers, build_parser, main
 from kcp_tmc.reconcilers.cluster import ClusterController
 from kcp_tmc.reconcilers.health import parse_bind
@@ -108,11 +110,8 @@ def test_main_reconciles_serves_metrics_and_stops_on_sigterm(api, kube):
             if "internal.workload.kcp.io/key" in labels:
                 break
             time.sleep(0.05)
-        port = next(
-            int(line.split('"metrics_port": ')[1].split(",")[0])
-            for line in log_lines
-            if "metrics_port" in line
-        )
+        entries = [json.loads(line) for line in log_lines]
+        port = next(int(entry["metrics_port"]) for entry in entries if "metrics_port" in entry)
         for path in ("/healthz", "/readyz", "/metrics", "/nope"):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
@@ -136,7 +135,7 @@ def test_main_reconciles_serves_metrics_and_stops_on_sigterm(api, kube):
     def capture_setup(level: str = "info", stream=None) -> None:
         original_setup(level, stream)
         handler = Lines()
-        handler.setFormatter(logs.JsonFormatter())
+        handler.setFormatter(JsonFormatter())
         logging.getLogger().addHandler(handler)
 
     from kcp_tmc.reconcilers import cli
@@ -179,4 +178,4 @@ def test_main_reconciles_serves_metrics_and_stops_on_sigterm(api, kube):
     )
     lease = kube.get(LEASES, "tmc-reconciler-partition-0", namespace="default")
     assert not lease["spec"].get("holderIdentity")  # released on SIGTERM
-    assert any('"msg": "stopped"' in line for line in log_lines)
+    assert any(json.loads(line)["message"] == "stopped" for line in log_lines)

@@ -123,7 +123,7 @@ def test_two_processes_only_the_leader_writes_and_failover(server, admin, tmp_pa
         # SIGTERM: exit 0 and the lease is handed back.
         assert procs[follower].stop("TERM") == 0
         assert holders(admin)["tmc-reconciler-partition-0"] == ""
-        assert any(line.get("msg") == "released partition lease" for line in procs[follower].lines())
+        assert any(line.get("message") == "released partition lease" for line in procs[follower].lines())
     finally:
         for proc in procs.values():
             proc.stop("KILL")

@@ -8,11 +8,11 @@ import logging
 
 import pytest
 
+from kcp_tmc.policies.jsonlog import JsonFormatter
 from kcp_tmc.policies.quantities import QuantityError
 from kcp_tmc.reconcilers.capacity import node_counts, sum_node_resources
 from kcp_tmc.reconcilers.client import ApiError, Conflict, InvalidKubeconfig, KubeClient, NotFound, Resource
 from kcp_tmc.reconcilers.imports import desired_imports, import_name, inline_schema, wanted_group_versions
-from kcp_tmc.reconcilers.logs import JsonFormatter
 from kcp_tmc.reconcilers.syncer_install import deployment_available, desired_install, syncer_namespace
 
 
@@ -197,10 +197,10 @@ def test_json_log_lines_carry_extras():
     finally:
         logger.removeHandler(handler)
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
-    assert {k: first[k] for k in ("level", "logger", "msg", "controller", "object")} == {
+    assert {k: first[k] for k in ("level", "logger", "message", "controller", "object")} == {
         "level": "warning",
         "logger": "kcp_tmc.test.jsonlog",
-        "msg": "write x",
+        "message": "write x",
         "controller": "synctarget",
         "object": "st",
     }

@@ -16,9 +16,10 @@ import pytest
 from flask import Flask
 
 from kcp_tmc.certs.generate import generate_dir
+from kcp_tmc.policies.jsonlog import JsonFormatter, TextFormatter
 from kcp_tmc.policies.reviews import make_review
 from kcp_tmc.webhook.config import WebhookConfig, WebhookConfigError, coerce_config
-from kcp_tmc.webhook.logs import JsonFormatter, TextFormatter, configure_logging
+from kcp_tmc.webhook.logs import configure_logging
 from kcp_tmc.webhook.review import parse_timeout, route_of
 from kcp_tmc.webhook.tls import ReloadingTLS, TLSConfigError
 from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, example, post, sync_target
@@ -120,9 +121,9 @@ def test_review_log_line_has_the_fields_and_never_the_object(
         post(client, "/validate", review)
     (record,) = [r for r in caplog.records if r.name == "kcp_tmc.webhook.reviews"]
     line = json.loads(JsonFormatter().format(record))
-    assert line["msg"] == "review"
+    assert line["message"] == "review"
     assert line["level"] == "info"
-    fields = {k: v for k, v in line.items() if k not in ("ts", "level", "logger", "msg")}
+    fields = {k: v for k, v in line.items() if k not in ("time", "level", "logger", "message")}
     duration = fields.pop("durationMs")
     assert isinstance(duration, float)
     assert fields == {
@@ -177,7 +178,7 @@ def test_json_formatter_exception() -> None:
 
         record = logging.LogRecord("x", logging.ERROR, __file__, 1, "bad %s", ("thing",), sys.exc_info())
     line = json.loads(JsonFormatter().format(record))
-    assert line["msg"] == "bad thing"
+    assert line["message"] == "bad thing"
     assert "KeyError: 'k'" in line["exception"]
 
 
