@@ -26,7 +26,7 @@ from kcp_tmc.certs.files import CA_CRT, TLS_CRT, TLS_KEY, CertPaths
 from kcp_tmc.certs.generate import format_time, normalize_now
 from kcp_tmc.certs.rotate import expired_ca_message
 
-SECRET_TYPE_TLS = "kubernetes.io/tls"
+SECRET_TYPE_TLS = "kubernetes.io/tls"  # noqa: S105 (a Secret type name, not a password)
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 VALIDATING = "ValidatingWebhookConfiguration"

@@ -436,7 +436,7 @@ class _Run:
 
     def _rebuild(self) -> tuple[Object, set[int]]:
         owned: set[int] = set()
-        assert self.original is not None  # a patch was applied, so there is an object
+        assert self.original is not None  # a patch was applied, so there is an object  # noqa: S101 (an invariant for the type checker, not a check of input)
         return _patch(self.original, self.patch, owned), owned
 
     def _locate(self, ops: Sequence[JsonPatchOperation]) -> str:

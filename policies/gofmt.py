@@ -68,7 +68,7 @@ def go_float(value: float) -> str:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
     # repr gives the shortest round-tripping digits, as Go's shortest formatting does.
     sign, digit_tuple, exponent = Decimal(repr(value)).normalize().as_tuple()
-    assert isinstance(exponent, int)
+    assert isinstance(exponent, int)  # noqa: S101 (an invariant for the type checker, not a check of input)
     digits = "".join(map(str, digit_tuple))
     point = len(digits) + exponent  # digits before the decimal point
     exp = point - 1

@@ -411,7 +411,7 @@ def _keeps_text(num: str, denom: str, base: int, exponent: int, fmt: Format) -> 
     value = int(shifted)
     # The precision bounds above keep value * mantissa inside int64, so apimachinery's overflow
     # fallback cannot trigger here.
-    assert value * mantissa <= _MAX_INT64
+    assert value * mantissa <= _MAX_INT64  # noqa: S101 (an invariant for the type checker, not a check of input)
     if fmt is Format.BINARY_SI:
         return exponent % 10 == 0 and value & 0x07 != 0
     return scale % 3 == 0 and not shifted.endswith("000") and shifted[0] != "0"

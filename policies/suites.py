@@ -314,7 +314,7 @@ class _Parser:
         return bool(self.construct(node, where))
 
     def construct(self, node: yaml.Node, where: str) -> Any:
-        assert self.loader is not None
+        assert self.loader is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:

@@ -97,7 +97,7 @@ class Backoff:
         count = self.failures.get(ref, 0)
         self.failures[ref] = count + 1
         delay = min(self.cap, self.base * (2.0**count))
-        return delay * random.uniform(0.8, 1.0)
+        return delay * random.uniform(0.8, 1.0)  # noqa: S311 (jitter and fault draws, not secrets)
 
     def reset(self, ref: ObjectRef) -> None:
         """Forget the failures of ``ref`` (it succeeded, or it is gone)."""

@@ -18,7 +18,7 @@ def parse_bind(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"--metrics-bind must be HOST:PORT, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 (an empty host means every interface, as a metrics port in a pod is meant to listen)
 
 
 class HealthServer:

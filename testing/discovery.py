@@ -76,7 +76,7 @@ def api_group_list(table: ResourceTable) -> Object:
     for group in table.group_versions():
         if group:
             doc = api_group(table, group)
-            assert doc is not None
+            assert doc is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
             doc.pop("kind")
             doc.pop("apiVersion")
             groups.append(doc)

@@ -135,7 +135,7 @@ class Faults:
 
     def __init__(self, seed: int | None = None) -> None:
         self._lock = threading.Lock()
-        self._random = random.Random(seed)
+        self._random = random.Random(seed)  # noqa: S311 (jitter and fault draws, not secrets)
         self.error_fraction = 0.0
         self.error_code = 500
         self.retry_after = 1

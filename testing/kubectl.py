@@ -40,7 +40,7 @@ def kubectl(
             "HOME": home,
             "KUBECACHEDIR": os.path.join(home, "cache"),
         }
-        return subprocess.run(
+        return subprocess.run(  # noqa: S603 (a fixed argv of binaries the caller named, no shell)
             [binary, *args],
             input=input,
             env=env,

@@ -100,7 +100,7 @@ def decode_body(call: Call) -> Any:
     text = call.body.decode("utf-8", errors="replace")
     try:
         if "yaml" in call.content_type:
-            return yaml.load(text, Loader=JsonLoader)
+            return yaml.load(text, Loader=JsonLoader)  # noqa: S506 (JsonLoader is a SafeLoader subclass)
         return json.loads(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
@@ -479,7 +479,7 @@ class Rest:
                 raise errors.already_exists(info.group, info.plural, name)
         admitted, more = self._admit(call, "CREATE", obj, None, self._options("CreateOptions", call))
         warnings.extend(more)
-        assert admitted is not None
+        assert admitted is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
         obj = admitted
         meta = _meta(obj)
         meta["name"], meta["uid"] = name, meta.get("uid") or str(uuid.uuid4())
@@ -595,7 +595,7 @@ class Rest:
                 result = patching.merge_patch(base, patch_doc)
             else:
                 result = patching.strategic_merge_patch(base, patch_doc)
-            assert isinstance(result, dict)
+            assert isinstance(result, dict)  # noqa: S101 (an invariant for the type checker, not a check of input)
             return result
 
         return self._apply_update(call, patched, None, "patch")
@@ -611,7 +611,7 @@ class Rest:
                 [FieldError.required("fieldManager", "is required for apply patch")],
             )
         try:
-            applied = yaml.load(call.body.decode("utf-8"), Loader=JsonLoader)
+            applied = yaml.load(call.body.decode("utf-8"), Loader=JsonLoader)  # noqa: S506 (JsonLoader is a SafeLoader subclass)
         except yaml.YAMLError as exc:
             raise errors.bad_request(f"error decoding YAML: {exc}") from exc
         if not isinstance(applied, dict):
@@ -657,7 +657,7 @@ class Rest:
             new["status"] = self._crd_status(new, old.get("status"))
         admitted, more = self._admit(call, "UPDATE", new, old, self._options("UpdateOptions", call))
         warnings.extend(more)
-        assert admitted is not None
+        assert admitted is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
         new = self._shape_update(call, old, admitted)
         if info.custom and self.admission is not None and not call.direct:
             schema.prune(new, info.schema)
@@ -748,7 +748,7 @@ class Rest:
 
     def _scale_of(self, info: ResourceInfo, obj: Object) -> Object:
         paths = info.scale
-        assert paths is not None
+        assert paths is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
         meta = obj["metadata"]
         scale: Object = {
             "kind": "Scale",
@@ -777,7 +777,7 @@ class Rest:
     def _scale(self, call: Call) -> Reply:
         info = call.info
         paths = info.scale
-        assert paths is not None
+        assert paths is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
         old = self._existing(call)
         if call.verb == "get":
             return Reply(200, self._scale_of(info, old))

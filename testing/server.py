@@ -206,7 +206,7 @@ class FakeAPIServer:
     @property
     def ca_path(self) -> str:
         """A file holding :attr:`ca_pem`."""
-        assert self._tmpdir is not None, "start the server first"
+        assert self._tmpdir is not None, "start the server first"  # noqa: S101 (an invariant for the type checker, not a check of input)
         return os.path.join(self._tmpdir, "ca.crt")
 
     def start(self) -> FakeAPIServer:
@@ -490,7 +490,7 @@ class FakeAPIServer:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        assert task is not None
+        assert task is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
         self._tasks.add(task)
         self._connections.add(writer)
         try:

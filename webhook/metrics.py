@@ -137,7 +137,7 @@ class Metrics:
             registry = CollectorRegistry()
             prom_multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
-        assert self.registry is not None
+        assert self.registry is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
         return generate_latest(self.registry)
 
 

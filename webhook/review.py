@@ -278,7 +278,7 @@ class ReviewService:
             return self._review(version, response)
 
     def _check_policy(self, route: Route) -> None:
-        assert route.policy is not None
+        assert route.policy is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
         ptype = self.policy_types.get(route.policy)
         if ptype is None:
             raise _Refused(404, str(UnknownPolicyError(route.policy, self.policy_types)))
