@@ -569,9 +569,9 @@ class FakeAPIServer:
         if isinstance(route, Call):
             route.user = user
             self.counters.record_request(route.verb, route.info.group, route.info.plural, route.subresource)
-        if isinstance(route, Call) and self.faults.take_initializing(route.info.plural, route.verb):
-            await self._send_error(writer, errors.too_many_requests(1, "storage is (re)initializing"))
-            return True
+            if self.faults.take_initializing(route.info.plural, route.verb):
+                await self._send_error(writer, errors.too_many_requests(1, "storage is (re)initializing"))
+                return True
         code = self.faults.draw_error()
         if code is not None and path not in ("/healthz", "/livez", "/readyz"):
             error = (
