@@ -45,6 +45,7 @@ __all__ = [
     "deletion_annotation",
     "dns_id",
     "downstream_namespace_name",
+    "go_json",
     "key_from_state_label",
     "namespace_locator_json",
     "soft_finalizers_annotation",
@@ -233,12 +234,13 @@ def namespace_locator_json(sync_target: Mapping[str, str], cluster: str, namespa
         "cluster": cluster,
         "namespace": namespace,
     }
-    return _go_json(locator)
+    return go_json(locator)
 
 
-def _go_json(value: object) -> str:
-    # Go's encoding/json escapes HTML characters and the JS line separators; the hash depends on it.
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def go_json(value: object, *, sort_keys: bool = False) -> str:
+    """``value`` as Go's ``encoding/json`` writes it (``sort_keys``: as it writes a map, keys sorted)."""
+    # Go escapes HTML characters and the JS line separators; hashes and stored annotations depend on it.
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys)
     for char, escaped in (
         ("<", "\\u003c"),
         (">", "\\u003e"),
