@@ -6,7 +6,20 @@ kind a policy matches on, and the plural and scope a lookup or a client needs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def version_priority(version: str) -> tuple[int, int, int, str]:
+    """Sort key of Kubernetes version names: GA before beta before alpha, higher first, others last."""
+    match = _KUBE_VERSION.match(version)
+    if not match:
+        return (3, 0, 0, version)
+    major, stage, minor = int(match.group(1)), match.group(2), int(match.group(3) or 0)
+    rank = {None: 0, "beta": 1, "alpha": 2}[stage]
+    return (rank, -major, -minor, version)
 
 
 def api_version_of(group: str, version: str) -> str:

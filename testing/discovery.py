@@ -12,9 +12,9 @@ import base64
 import copy
 import hashlib
 import json
-import re
 from typing import Any
 
+from kcp_tmc.policies.kinds import version_priority
 from kcp_tmc.testing.resources import ResourceInfo, ResourceTable
 
 Object = dict[str, Any]
@@ -32,18 +32,6 @@ VERSION_INFO: Object = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
-
-_KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
-
-
-def version_priority(version: str) -> tuple[int, int, int, str]:
-    """Sort key of Kubernetes version names: GA before beta before alpha, higher first, others last."""
-    match = _KUBE_VERSION.match(version)
-    if not match:
-        return (3, 0, 0, version)
-    major, stage, minor = int(match.group(1)), match.group(2), int(match.group(3) or 0)
-    rank = {None: 0, "beta": 1, "alpha": 2}[stage]
-    return (rank, -major, -minor, version)
 
 
 def api_versions(address: str) -> Object:

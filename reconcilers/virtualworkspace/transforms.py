@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import jsonpatch
@@ -48,6 +46,8 @@ from kcp_tmc.policies.keys import (
     syncer_finalizer,
     upsync_diff_annotation,
 )
+from kcp_tmc.policies.kinds import group_resource_of
+from kcp_tmc.policies.timefmt import format_rfc3339, parse_rfc3339
 
 __all__ = [
     "DEFAULT_RULES",
@@ -95,10 +95,6 @@ def _internal(message: str) -> TransformError:
     return TransformError(
         500, f"Internal error occurred: {message}", "InternalError", {"causes": [{"message": message}]}
     )
-
-
-def _group_resource(group: str, resource: str) -> str:
-    return f"{resource}.{group}" if group else resource
 
 
 def _about(group: str, resource: str, name: str) -> Obj:
@@ -216,17 +212,6 @@ def _described(obj: Mapping[str, Any]) -> str:
     return f"{cluster}|{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
-
-
-def _rfc3339(text: str) -> str:
-    """``text`` as Kubernetes writes a timestamp: UTC, whole seconds."""
-    if not _RFC3339.match(text):
-        raise ValueError(f"{text!r} is not an RFC 3339 time")
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass(frozen=True)
 class _Intent:
     state: str
@@ -245,7 +230,7 @@ def _sync_intents(obj: Mapping[str, Any]) -> dict[str, _Intent]:
         deletion = annotations.get(deletion_annotation(key))
         if deletion is not None:
             try:
-                deletion = _rfc3339(str(deletion))
+                deletion = format_rfc3339(parse_rfc3339(str(deletion)))
             except ValueError as exc:
                 raise _internal(
                     f'parsing of the deletion annotation for sync target "{key}" failed: {exc}'
@@ -463,7 +448,7 @@ def plan_writes(
     if stored is None:
         raise TransformError(
             404,
-            f'{_group_resource(group, resource)} "{name}" not found',
+            f'{group_resource_of(resource, group)} "{name}" not found',
             "NotFound",
             _about(group, resource, name),
         )
@@ -471,7 +456,7 @@ def plan_writes(
     if str(_meta(upstream).get("resourceVersion", "")) != str(in_meta.get("resourceVersion", "")):
         raise TransformError(
             409,
-            f'Operation cannot be fulfilled on {_group_resource(group, resource)} "{name}": '
+            f'Operation cannot be fulfilled on {group_resource_of(resource, group)} "{name}": '
             "the resource has been modified in the meantime",
             "Conflict",
             _about(group, resource, name),

@@ -414,7 +414,8 @@ def test_deletion_request_is_hidden_while_soft_finalizers_remain_and_is_shown_in
         (
             {DELETION: "yesterday"},
             'Internal error occurred: parsing of the deletion annotation for sync target "syncTargetKey" '
-            "failed: 'yesterday' is not an RFC 3339 time",
+            "failed: invalid RFC 3339 time 'yesterday': expected YYYY-MM-DDTHH:MM:SS[.fraction] "
+            "followed by Z or ±HH:MM",
         ),
         (
             {DIFF: "{"},
