@@ -6,7 +6,12 @@ group-versions of the resources the SyncTarget is asked to sync (its ``status.sy
 each, one discovery GET (``/apis/<g>/<v>``, for kind, scope and names) and one OpenAPI v3 GET
 (``/openapi/v3/apis/<g>/<v>``, for the schema).  ``$ref`` and single-element ``allOf`` are inlined
 (descriptions dropped) so that the stored schema stands alone; a reference cycle is cut with
-``x-kubernetes-preserve-unknown-fields``.
+``x-kubernetes-preserve-unknown-fields``.  :func:`structural_schema` then writes it as a CRD schema,
+as kcp's schema puller does: ``metadata`` is a plain object, and an OpenAPI int-or-string (``format:
+int-or-string`` with a ``oneOf`` of integer and string) becomes ``x-kubernetes-int-or-string`` with the
+``anyOf`` a CRD uses (so does a Quantity, a ``oneOf`` of string and number).  The shipped
+``kubernetes`` export is written the same way, so that a physical cluster of the same Kubernetes
+version is compatible with it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ __all__ = [
     "discover",
     "import_name",
     "inline_schema",
+    "structural_schema",
     "wanted_group_versions",
 ]
 
@@ -83,6 +89,47 @@ def inline_schema(
     return out
 
 
+_INT_OR_STRING_ANY_OF = [{"type": "integer"}, {"type": "string"}]
+
+
+def _scalar_one_of(node: Mapping[str, Any]) -> bool:
+    # A Quantity: OpenAPI says "a string or a number"; a CRD says int-or-string.
+    one_of = node.get("oneOf")
+    return (
+        "type" not in node
+        and isinstance(one_of, list)
+        and bool(one_of)
+        and all(isinstance(o, Mapping) and o.get("type") in ("integer", "number", "string") for o in one_of)
+    )
+
+
+def _structural(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_structural(item) for item in node]
+    if not isinstance(node, Mapping):
+        return node
+    out = {key: _structural(value) for key, value in node.items()}
+    if out.get("format") == "int-or-string" or out.get("x-kubernetes-int-or-string") or _scalar_one_of(out):
+        for key in ("format", "oneOf", "type"):
+            out.pop(key, None)
+        out["x-kubernetes-int-or-string"] = True
+        out["anyOf"] = [dict(item) for item in _INT_OR_STRING_ANY_OF]
+    return out
+
+
+def structural_schema(schema: Any) -> Any:
+    """An inlined OpenAPI schema of a kind as a CRD schema (see the module docstring)."""
+    if not isinstance(schema, Mapping):
+        return schema
+    out = _structural(schema)
+    out.pop("x-kubernetes-group-version-kind", None)
+    properties = out.get("properties")
+    if isinstance(properties, dict) and "metadata" in properties:
+        # A CRD's metadata is the apiserver's own; kcp's puller leaves it a plain object.
+        properties["metadata"] = {"type": "object"}
+    return out
+
+
 def _group_version_path(group: str, version: str) -> str:
     return f"/apis/{group}/{version}" if group else f"/api/{version}"
 
@@ -123,7 +170,9 @@ def discover(client: KubeClient, wanted: Mapping[tuple[str, str], set[str]]) -> 
                     "singular": resource.get("singularName") or resource.get("kind", "").lower(),
                     "kind": resource.get("kind", ""),
                     "namespaced": bool(resource.get("namespaced")),
-                    "schema": inline_schema(schema, components) if schema is not None else None,
+                    "schema": structural_schema(inline_schema(schema, components))
+                    if schema is not None
+                    else None,
                 }
             )
     return found

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 import hashlib
 import json
 from typing import Any
 
 from kcp_tmc.policies.kinds import version_priority
+from kcp_tmc.reconcilers.exports import kubernetes_export
 from kcp_tmc.testing.resources import ResourceInfo, ResourceTable
 
 Object = dict[str, Any]
@@ -132,10 +134,27 @@ def _schema_name(info: ResourceInfo) -> str:
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
+@functools.cache
+def _builtin_schemas() -> dict[tuple[str, str, str], Object]:
+    # The schemas of services, deployments and ingresses are those a real kube-apiserver publishes:
+    # the shipped kubernetes export holds them, written from one (as CRD schemas).
+    out: dict[tuple[str, str, str], Object] = {}
+    for doc in kubernetes_export():
+        if doc.get("kind") != "APIResourceSchema":
+            continue
+        spec = doc["spec"]
+        for version in spec["versions"]:
+            out[(spec["group"], version["name"], spec["names"]["kind"])] = version["schema"]
+    return out
+
+
 def _kind_schema(info: ResourceInfo) -> Object:
     gvk = [{"group": info.group, "kind": info.kind, "version": info.version}]
+    builtin = None if info.custom else _builtin_schemas().get((info.group, info.version, info.kind))
     if info.custom and info.schema:
         body = copy.deepcopy(info.schema)
+    elif builtin is not None:
+        body = copy.deepcopy(builtin)
     else:
         body = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
     properties = body.setdefault("properties", {})

@@ -143,6 +143,7 @@ def test_synced_resources_from_the_shipped_kubernetes_export(api, kube):
         ("", "services", ["v1"], "Incompatible"),
     ]
     # An import of a compatible schema accepts deployments.
+    [deployments] = [o for o in kubernetes_export() if o["metadata"]["name"] == "v124.deployments.apps"]
     kube.create(
         APIRESOURCEIMPORTS,
         {
@@ -155,7 +156,7 @@ def test_synced_resources_from_the_shipped_kubernetes_export(api, kube):
                 "scope": "Namespaced",
                 "plural": "deployments",
                 "kind": "Deployment",
-                "openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object"}}},
+                "openAPIV3Schema": deployments["spec"]["versions"][0]["schema"],
             },
         },
     )
