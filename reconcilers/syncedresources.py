@@ -6,11 +6,12 @@ a missing export or schema is skipped silently.  Every schema gives ``{group, re
 served ones, sorted), identityHash (the export's)}``; ``state`` is carried over from an existing entry
 with the same group, resource and identityHash, else ``Pending`` (the CRD default kcp relies on).
 
-Ordering: kcp sorts with a comparator that is not a strict weak ordering (``i < j`` when
-``group_i > group_j`` OR ``resource_i > resource_j``), whose visible effect is descending group order.
-We sort by group descending, then resource ascending: the same order on every input kcp's tests and e2e
-use (``[apps/deployments, ""/services]``, ``[wildwest.dev/cowboys, ""/services]``), and deterministic
-where kcp's is not (several resources in one group).
+Ordering: kcp sorts the list with Go's ``sort.SliceStable`` and a comparator that is not a strict weak
+ordering (``i`` before ``j`` when ``group_i > group_j`` OR ``resource_i > resource_j``).  The result
+depends on the input order and on the sorting algorithm, so :func:`go_slice_stable` replays Go's (an
+insertion sort of blocks of 20, then SymMerge rounds) with that comparator: the list comes out exactly
+as kcp writes it.  Within one group that is resource descending; across groups mostly descending group
+order (``[apps/deployments, ""/services]``), but not always.
 
 Step B (kcp's ``apiCompatibleReconciler``): for each entry, over its versions in ascending order: no
 upstream schema gives ``Pending``; no APIResourceImport of the SyncTarget for that version gives
@@ -20,7 +21,7 @@ upstream schema gives ``Pending``; no APIResourceImport of the SyncTarget for th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -37,6 +38,7 @@ __all__ = [
     "desired_synced_resources",
     "downstream_schemas",
     "export_refs",
+    "go_slice_stable",
 ]
 
 PENDING = "Pending"
@@ -148,9 +150,106 @@ def _upstream(
     return entries, schemas_by_gvr
 
 
-def _sort_key(entry: ResourceToSync) -> tuple[tuple[int, ...], str]:
-    # Descending group: negate the code points (a shorter prefix sorts after its extensions, as in kcp).
-    return (*(-ord(c) for c in entry["group"]), 1), entry["resource"]
+def go_slice_stable(items: list[Any], less: Callable[[Any, Any], bool]) -> None:
+    """Sort ``items`` in place exactly as Go's ``sort.SliceStable(items, less)`` does, for any ``less``.
+
+    With a comparator that is a strict weak ordering this is any stable sort; with one that is not
+    (kcp's for syncedResources), only the same sequence of comparisons and swaps gives the same order.
+    """
+
+    def lt(i: int, j: int) -> bool:
+        return less(items[i], items[j])
+
+    def swap(i: int, j: int) -> None:
+        items[i], items[j] = items[j], items[i]
+
+    def insertion_sort(a: int, b: int) -> None:
+        for i in range(a + 1, b):
+            j = i
+            while j > a and lt(j, j - 1):
+                swap(j, j - 1)
+                j -= 1
+
+    def swap_range(a: int, b: int, n: int) -> None:
+        for i in range(n):
+            swap(a + i, b + i)
+
+    def rotate(a: int, m: int, b: int) -> None:
+        i, j = m - a, b - m
+        while i != j:
+            if i > j:
+                swap_range(m - i, m, j)
+                i -= j
+            else:
+                swap_range(m - i, m + j - i, i)
+                j -= i
+        swap_range(m - i, m, i)
+
+    def sym_merge(a: int, m: int, b: int) -> None:
+        if m - a == 1:
+            # Binary search for the place of items[a] in [m, b), then shift it there.
+            i, j = m, b
+            while i < j:
+                h = (i + j) // 2
+                if lt(h, a):
+                    i = h + 1
+                else:
+                    j = h
+            for k in range(a, i - 1):
+                swap(k, k + 1)
+            return
+        if b - m == 1:
+            i, j = a, m
+            while i < j:
+                h = (i + j) // 2
+                if not lt(m, h):
+                    i = h + 1
+                else:
+                    j = h
+            for k in range(m, i, -1):
+                swap(k, k - 1)
+            return
+        mid = (a + b) // 2
+        n = mid + m
+        if m > mid:
+            start, r = n - b, mid
+        else:
+            start, r = a, m
+        p = n - 1
+        while start < r:
+            c = (start + r) // 2
+            if not lt(p - c, c):
+                start = c + 1
+            else:
+                r = c
+        end = n - start
+        if start < m < end:
+            rotate(start, m, end)
+        if a < start < mid:
+            sym_merge(a, start, mid)
+        if mid < end < b:
+            sym_merge(mid, end, b)
+
+    n = len(items)
+    block = 20
+    a, b = 0, block
+    while b <= n:
+        insertion_sort(a, b)
+        a, b = b, b + block
+    insertion_sort(a, n)
+    while block < n:
+        a, b = 0, 2 * block
+        while b <= n:
+            sym_merge(a, a + block, b)
+            a, b = b, b + 2 * block
+        if a + block < n:
+            sym_merge(a, a + block, n)
+        block *= 2
+
+
+def _kcp_less(i: ResourceToSync, j: ResourceToSync) -> bool:
+    # kcp's comparator, kept as it is (not a strict weak ordering).
+    return i["group"] > j["group"] or i["resource"] > j["resource"]
 
 
 def downstream_schemas(imports: Iterable[Mapping[str, Any]], location: str) -> dict[SchemaKey, Any]:
@@ -208,7 +307,7 @@ def desired_synced_resources(
         entry["state"] = (
             carried.get((entry["group"], entry["resource"], entry["identityHash"]), "") or PENDING
         )
-    entries.sort(key=_sort_key)
+    go_slice_stable(entries, _kcp_less)
     if downstream is not None:
         for entry in entries:
             entry["state"] = _state(entry, upstream, downstream)

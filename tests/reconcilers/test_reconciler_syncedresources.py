@@ -1,12 +1,14 @@
 """syncedResources and compatibility tables of kcp v0.11 synctargetexports tests."""
 
 import pytest
+from hypothesis import example, given, strategies
 
 from kcp_tmc.reconcilers.syncedresources import (
     ExportIndex,
     desired_synced_resources,
     downstream_schemas,
     export_refs,
+    go_slice_stable,
 )
 
 CLUSTER = "root:org:ws"
@@ -116,10 +118,12 @@ def test_export_in_another_path_and_ordering_within_groups():
     )
     st = target(exports=[{"export": "compute", "path": other}])
     got = desired_synced_resources(st, CLUSTER, idx, None)
+    # kcp's comparator on [sheriffs, cowboys, services]: services moves before cowboys ("services" >
+    # "cowboys"), not before sheriffs (neither "" > "wildwest.dev" nor "services" > "sheriffs").
     assert [(e["group"], e["resource"]) for e in got] == [
-        ("wildwest.dev", "cowboys"),
         ("wildwest.dev", "sheriffs"),
         ("", "services"),
+        ("wildwest.dev", "cowboys"),
     ]
 
 
@@ -209,3 +213,78 @@ def test_export_path_resolves_through_the_kcp_path_annotation():
         assert desired_synced_resources(st, CLUSTER, idx, None) == [entry("", "services")], path
     st = target(exports=[{"export": "compute", "path": "root:other"}])
     assert desired_synced_resources(st, CLUSTER, idx, None) is None
+
+
+# --- the order kcp writes: Go's sort.SliceStable with kcp's comparator --------------------------------
+
+
+def kcp_less(i, j):
+    return i[0] > j[0] or i[1] > j[1]
+
+
+@pytest.mark.parametrize(
+    ("given_order", "kcp_order"),
+    [
+        pytest.param(
+            [("", "services"), ("apps", "deployments")],
+            [("apps", "deployments"), ("", "services")],
+            id="kcp unit",
+        ),
+        pytest.param(
+            [("", "services"), ("wildwest.dev", "cowboys")],
+            [("wildwest.dev", "cowboys"), ("", "services")],
+            id="kcp e2e",
+        ),
+        pytest.param(
+            [("g", "a"), ("g", "c"), ("g", "b")],
+            [("g", "c"), ("g", "b"), ("g", "a")],
+            id="one group: descending",
+        ),
+        pytest.param(
+            [("", "services"), ("apps", "deployments"), ("networking.k8s.io", "ingresses")],
+            [("networking.k8s.io", "ingresses"), ("apps", "deployments"), ("", "services")],
+            id="the kubernetes export",
+        ),
+        pytest.param(
+            [("a", "z"), ("b", "a")],
+            [("b", "a"), ("a", "z")],
+            id="each less than the other: the later one moves first",
+        ),
+    ],
+)
+def test_order_is_the_one_kcp_writes(given_order, kcp_order):
+    items = list(given_order)
+    go_slice_stable(items, kcp_less)
+    assert items == kcp_order
+
+
+def test_order_within_one_group_is_resource_descending_through_the_stack():
+    idx = index(
+        [export(schemas=["a", "b", "c"])],
+        [schema("a", "g.io", "alphas"), schema("b", "g.io", "gammas"), schema("c", "g.io", "betas")],
+    )
+    got = desired_synced_resources(target(), CLUSTER, idx, None)
+    assert [e["resource"] for e in got] == ["gammas", "betas", "alphas"]
+
+
+@given(
+    strategies.lists(strategies.tuples(strategies.integers(0, 5), strategies.integers(0, 1000)), max_size=90)
+)
+@example([(i % 3, -i) for i in range(90)])
+def test_with_a_strict_comparator_it_is_a_stable_sort(pairs):
+    # Over 20 items the merge rounds run; a stable sort is the only correct outcome for a strict order.
+    items = list(pairs)
+    go_slice_stable(items, lambda x, y: x[0] < y[0])
+    assert items == sorted(pairs, key=lambda x: x[0])
+
+
+@given(
+    strategies.lists(
+        strategies.tuples(strategies.sampled_from(["", "apps", "x.io"]), strategies.sampled_from("abcdef")),
+        max_size=70,
+    )
+)
+def test_with_kcp_comparator_it_permutes_without_losing_entries(pairs):
+    items = list(pairs)
+    go_slice_stable(items, kcp_less)
+    assert sorted(items) == sorted(pairs)
