@@ -6,10 +6,21 @@ kind a policy matches on, and the plural and scope a lookup or a client needs.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from dataclasses import dataclass
 
 _KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
+
+
+def storage_version_hash(group: str, version: str, kind: str) -> str:
+    """Discovery's ``storageVersionHash``: base64 of the first 8 bytes of SHA-256 over ``group/version/kind``.
+
+    kube-apiserver computes it over the version objects are stored in, whichever version lists it.
+    """
+    digest = hashlib.sha256(f"{group}/{version}/{kind}".encode()).digest()
+    return base64.b64encode(digest[:8]).decode()
 
 
 def version_priority(version: str) -> tuple[int, int, int, str]:

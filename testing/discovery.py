@@ -8,14 +8,13 @@ custom resources, a permissive object schema for built-ins.
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
 import hashlib
 import json
 from typing import Any
 
-from kcp_tmc.policies.kinds import version_priority
+from kcp_tmc.policies.kinds import storage_version_hash, version_priority
 from kcp_tmc.reconcilers.exports import kubernetes_export
 from kcp_tmc.testing.resources import ResourceInfo, ResourceTable
 
@@ -85,8 +84,7 @@ def _resource_entry(info: ResourceInfo) -> Object:
         entry["shortNames"] = list(info.short_names)
     if info.categories:
         entry["categories"] = list(info.categories)
-    digest = hashlib.sha256(f"{info.group}/{info.version}/{info.kind}".encode()).digest()
-    entry["storageVersionHash"] = base64.b64encode(digest[:8]).decode()
+    entry["storageVersionHash"] = storage_version_hash(info.group, info.version, info.kind)
     return entry
 
 

@@ -20,14 +20,12 @@ The documents have the shapes kube-apiserver answers with: ``APIVersions`` (``/a
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kcp_tmc.policies.clusters import DEFAULT_CLUSTER, cluster_of
-from kcp_tmc.policies.kinds import api_version_of, version_priority
+from kcp_tmc.policies.kinds import api_version_of, storage_version_hash, version_priority
 from kcp_tmc.reconcilers.syncedresources import ACCEPTED, ExportIndex, export_refs
 
 __all__ = [
@@ -66,12 +64,6 @@ def _allowed(service: str, group: str, plural: str) -> bool:
     if service == "upsyncer":
         return group == "" and plural in ("persistentvolumes", "pods")
     return not (group == "" and plural in ("pods", "endpoints"))
-
-
-def _storage_version_hash(group: str, version: str, kind: str) -> str:
-    # As kube-apiserver: the first 8 bytes of SHA-256 over group/version/kind, base64.
-    digest = hashlib.sha256(f"{group}/{version}/{kind}".encode()).digest()
-    return base64.b64encode(digest[:8]).decode()
 
 
 @dataclass(frozen=True)
@@ -118,7 +110,7 @@ class ServedResource:
             entry["shortNames"] = list(self.short_names)
         if self.categories:
             entry["categories"] = list(self.categories)
-        entry["storageVersionHash"] = _storage_version_hash(
+        entry["storageVersionHash"] = storage_version_hash(
             self.group, self.storage_version or self.version, self.kind
         )
         entries = [entry]
