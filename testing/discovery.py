@@ -110,12 +110,12 @@ def resource_list(table: ResourceTable, group: str, version: str) -> Object | No
                 entry["verbs"] = ["update"]
             resources.append(entry)
     group_version = f"{group}/{version}" if group else version
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": group_version,
-        "resources": resources,
-    }
+    doc: Object = {"kind": "APIResourceList"}
+    if group:
+        # As kube-apiserver: the core list (/api/v1) carries no apiVersion, the group lists do.
+        doc["apiVersion"] = "v1"
+    doc.update({"groupVersion": group_version, "resources": resources})
+    return doc
 
 
 # --- OpenAPI -------------------------------------------------------------------------------------------

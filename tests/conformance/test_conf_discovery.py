@@ -43,6 +43,8 @@ def test_group_list_has_the_groups_we_use(backend: Backend) -> None:
 def test_core_resources(backend: Backend) -> None:
     doc = backend.http("GET", "/api/v1").body
     assert doc["kind"] == "APIResourceList" and doc["groupVersion"] == "v1"
+    # kube-apiserver's core list carries no apiVersion (the group lists do).
+    assert "apiVersion" not in doc
     configmaps = resource(doc, "configmaps")
     assert configmaps["namespaced"] is True
     assert configmaps["kind"] == "ConfigMap"
@@ -78,6 +80,7 @@ def test_core_resources(backend: Backend) -> None:
 def test_group_resources(backend: Backend) -> None:
     apps = backend.http("GET", "/apis/apps/v1").body
     assert apps["groupVersion"] == "apps/v1"
+    assert apps["apiVersion"] == "v1"
     deployments = resource(apps, "deployments")
     assert deployments["kind"] == "Deployment" and deployments["shortNames"] == ["deploy"]
     assert deployments["categories"] == ["all"]
