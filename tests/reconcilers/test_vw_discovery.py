@@ -444,6 +444,7 @@ def test_documents_have_the_shapes_of_a_real_kube_apiserver():
         real_group = real.request_json("GET", "/apis/wildwest.dev")
         real_core = real.request_json("GET", "/api/v1")
         real_api = real.request_json("GET", "/api")
+        real_aggregated = aggregated_from(real, "/apis")
     mine = ours.resource_list("wildwest.dev", "v1beta1")
     assert mine.keys() == real_list.keys()
     [real_horses] = real_list["resources"]
@@ -462,3 +463,27 @@ def test_documents_have_the_shapes_of_a_real_kube_apiserver():
             k: v for k, v in real_entry.items() if k not in ("verbs", "shortNames")
         }
     assert ours.api_versions().keys() <= real_api.keys()
+    [real_group_doc] = [i for i in real_aggregated["items"] if i["metadata"]["name"] == "wildwest.dev"]
+    [our_group_doc] = ours.aggregated(core=False)["items"]
+    assert {k: v for k, v in real_aggregated.items() if k != "items"} == {
+        k: v for k, v in ours.aggregated(core=False).items() if k != "items"
+    }
+    for real_version, our_version in zip(real_group_doc["versions"], our_group_doc["versions"], strict=True):
+        [real_entry] = real_version["resources"]
+        [our_entry] = our_version["resources"]
+        assert {**real_entry, "verbs": []} == {**our_entry, "verbs": []}
+        assert real_version.keys() == our_version.keys()
+
+
+def aggregated_from(real, path):
+    import json
+    import ssl
+    import urllib.request
+
+    request = urllib.request.Request(real.url + path)
+    request.add_header("Authorization", f"Bearer {real.admin_token}")
+    request.add_header("Accept", f"{AGGREGATED_DISCOVERY_MEDIA_TYPE},application/json")
+    context = ssl.create_default_context(cadata=real.ca_pem.decode())
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        assert response.headers["Content-Type"] == AGGREGATED_DISCOVERY_MEDIA_TYPE
+        return json.loads(response.read())
