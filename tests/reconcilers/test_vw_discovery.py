@@ -487,3 +487,38 @@ def aggregated_from(real, path):
     with urllib.request.urlopen(request, context=context, timeout=10) as response:
         assert response.headers["Content-Type"] == AGGREGATED_DISCOVERY_MEDIA_TYPE
         return json.loads(response.read())
+
+
+def test_discovery_before_and_after_the_reconciler_accepts_a_resource():
+    from kcp_tmc.policies.clusters import cluster_of
+    from kcp_tmc.reconcilers.syncedresources import ExportIndex, desired_synced_resources
+
+    kube_export, *kube_schemas = copy.deepcopy(kubernetes_export())
+    for obj in [kube_export, *kube_schemas]:
+        obj["metadata"]["annotations"] = {"kcp.io/cluster": "compute-ws"}
+    st = target(supported=[{"export": "kubernetes"}])
+    index = ExportIndex.build([kube_export], kube_schemas, lambda o: cluster_of(o, "root"))
+    deployments = next(s for s in kube_schemas if s["spec"]["names"]["plural"] == "deployments")
+    imported = {("apps", "v1", "deployments"): deployments["spec"]["versions"][0]["schema"]}
+
+    st["status"]["syncedResources"] = desired_synced_resources(st, "compute-ws", index, {})
+    before = serve(st, exports=(kube_export,), schemas=kube_schemas)
+    assert before.api_group_list()["groups"] == []
+    assert names(before.resource_list("", "v1")) == [
+        "configmaps",
+        "namespaces",
+        "namespaces/status",
+        "secrets",
+        "serviceaccounts",
+    ]
+
+    st["status"]["syncedResources"] = desired_synced_resources(st, "compute-ws", index, imported)
+    assert {e["resource"]: e["state"] for e in st["status"]["syncedResources"]} == {
+        "ingresses": "Incompatible",
+        "deployments": "Accepted",
+        "services": "Incompatible",
+    }
+    after = serve(st, exports=(kube_export,), schemas=kube_schemas)
+    assert [g["name"] for g in after.api_group_list()["groups"]] == ["apps"]
+    assert names(after.resource_list("apps", "v1")) == ["deployments", "deployments/status"]
+    assert after.resource("", "v1", "services") is None
