@@ -21,7 +21,6 @@ Every failure is a :class:`TransformError` carrying the Kubernetes ``Status`` th
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +65,19 @@ __all__ = [
 PROMOTED = "##promoted##"
 
 Obj = dict[str, Any]
+
+
+def _clone(value: Any) -> Any:
+    # A copy of a JSON tree (dicts, lists, scalars): what copy.deepcopy does, a few times faster.
+    if isinstance(value, dict):
+        return {k: _clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone(v) for v in value]
+    return value
+
+
+def _clone_object(obj: Mapping[str, Any]) -> Obj:
+    return {k: _clone(v) for k, v in obj.items()}
 
 
 class TransformError(Exception):
@@ -138,7 +150,7 @@ class SummaryField:
             if not isinstance(child, dict):
                 raise ValueError(f"{'.'.join(self.elements[: i + 1])} is not an object")
             current = child
-        current[self.elements[-1]] = copy.deepcopy(value)
+        current[self.elements[-1]] = _clone(value)
 
     def delete(self, obj: Obj) -> None:
         current: Any = obj
@@ -190,7 +202,7 @@ def summarizing_rules(obj: Mapping[str, Any]) -> tuple[SummaryField, ...]:
 
 def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = obj.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
+    return meta if isinstance(meta, dict) else {}
 
 
 def _annotations(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -294,7 +306,7 @@ def _apply_spec_diff(view: Obj, key: str) -> None:
         return
     try:
         patch = jsonpatch.JsonPatch(json.loads(patch_text))
-        spec = patch.apply(copy.deepcopy(view["spec"]))
+        spec = patch.apply(_clone(view["spec"]))
     except (ValueError, TypeError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         # Upstream returns the patch library's own error: a 500 without a reason.
         raise TransformError(
@@ -312,7 +324,7 @@ def to_syncer(obj: Mapping[str, Any], key: str, *, rules: Sequence[SummaryField]
     """
     intents = _sync_intents(obj)
     overrides = _overrides(obj, key) or {}
-    view: Obj = copy.deepcopy(dict(obj))
+    view: Obj = _clone_object(obj)
     meta = view.setdefault("metadata", {})
     meta.pop("finalizers", None)
     meta.pop("deletionTimestamp", None)
@@ -421,7 +433,7 @@ def _unpromote(upstream: Obj, owner: str, fields: Sequence[SummaryField]) -> Non
         except ValueError as exc:
             raise _field_error("get promoted syncer view", field, upstream, exc) from None
         if present:
-            overrides[field.path] = copy.deepcopy(value)
+            overrides[field.path] = _clone(value)
             changed = True
     if changed:
         _set_overrides(upstream, owner, overrides)
@@ -452,7 +464,7 @@ def plan_writes(
             "NotFound",
             _about(group, resource, name),
         )
-    upstream: Obj = copy.deepcopy(dict(stored))
+    upstream: Obj = _clone_object(stored)
     if str(_meta(upstream).get("resourceVersion", "")) != str(in_meta.get("resourceVersion", "")):
         raise TransformError(
             409,
@@ -471,7 +483,7 @@ def plan_writes(
         if len(others) == 1:
             [(remaining, intent)] = others.items()
             if _promote_remaining(upstream, remaining, fields, intent):
-                writes.append(Write("status", copy.deepcopy(upstream)))
+                writes.append(Write("status", _clone(upstream)))
         _unassign(upstream, key)
         writes.append(Write(None, upstream))
         return writes
@@ -511,7 +523,7 @@ def plan_writes(
             except ValueError as exc:
                 raise _field_error("promote syncer view", field, upstream, exc) from None
             value = PROMOTED
-        overrides[field.path] = copy.deepcopy(value)
+        overrides[field.path] = _clone(value)
     _set_overrides(upstream, key, overrides)
     if syncer_finalizer(key) not in owners:
         upstream["metadata"]["finalizers"] = sorted({*_finalizers(upstream), syncer_finalizer(key)})
@@ -547,14 +559,14 @@ def upsyncer_from_client(incoming: Mapping[str, Any], key: str) -> Obj:
     annotation = upsync_diff_annotation(key)
     patch_text = _annotations(incoming).get(annotation) or ""
     if not patch_text:
-        return copy.deepcopy(dict(incoming))
+        return _clone_object(incoming)
     lowered = str(patch_text).lower()
     # As kcp: any mention of these paths anywhere in the patch text refuses it.
     if "/metadata" in lowered or "/apiversion" in lowered or "/kind" in lowered:
         raise TransformError(500, UPSYNC_PATCH_REFUSED)
     try:
         patch = jsonpatch.JsonPatch(json.loads(patch_text))
-        patched = patch.apply(copy.deepcopy(dict(incoming)))
+        patched = patch.apply(_clone_object(incoming))
     except (ValueError, TypeError, jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as exc:
         raise TransformError(500, f"unable to apply the {annotation} patch: {exc}") from None
     if not isinstance(patched, dict):
