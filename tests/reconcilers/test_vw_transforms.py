@@ -4,6 +4,7 @@ The first table holds kcp's own transformer vectors (key ``syncTargetKey``, API 
 object ``aThing``), one row each; the tests after it cover the rest of the read and write rules.
 """
 
+import copy
 import json
 
 import pytest
@@ -187,6 +188,7 @@ WRITE_VECTORS = [
 
 @pytest.mark.parametrize(("upstream", "incoming", "subresource", "rules", "writes"), WRITE_VECTORS)
 def test_write_vectors(upstream, incoming, subresource, rules, writes):
+    before = copy.deepcopy((upstream, incoming))
     planned = plan_writes(
         upstream, incoming, KEY, subresource, resource="resources", group="group", rules=rules
     )
@@ -195,6 +197,7 @@ def test_write_vectors(upstream, incoming, subresource, rules, writes):
         from_syncer(upstream, incoming, KEY, subresource, resource="resources", group="group", rules=rules)
         == writes[-1].body
     )
+    assert (upstream, incoming) == before, "the inputs are not modified"
 
 
 ERROR_VECTORS = [
