@@ -84,7 +84,9 @@ def _resource_entry(info: ResourceInfo) -> Object:
         entry["shortNames"] = list(info.short_names)
     if info.categories:
         entry["categories"] = list(info.categories)
-    entry["storageVersionHash"] = storage_version_hash(info.group, info.version, info.kind)
+    entry["storageVersionHash"] = storage_version_hash(
+        info.group, info.storage_version or info.version, info.kind
+    )
     return entry
 
 

@@ -61,6 +61,8 @@ class ResourceInfo:
     printer_columns: tuple[Object, ...] = field(default=(), compare=False, hash=False)
     #: Extra subresources without storage semantics (``namespaces/finalize``).
     extra_subresources: tuple[str, ...] = ()
+    #: The version objects are stored in, when another version is (a CRD's ``storage: true`` one).
+    storage_version: str = ""
 
     @property
     def api_version(self) -> str:
@@ -252,6 +254,7 @@ def infos_from_crd(crd: Object) -> list[ResourceInfo]:
                 schema=copy.deepcopy((version.get("schema") or {}).get("openAPIV3Schema")),
                 field_selectors=selectable,
                 printer_columns=tuple(version.get("additionalPrinterColumns") or ()),
+                storage_version=storage_version(crd),
             )
         )
     return infos

@@ -149,3 +149,20 @@ def test_crd_short_names_and_scale(backend: Backend, widgets: str) -> None:
     assert entry["shortNames"] == ["wdg"] and entry["namespaced"] is True
     scale = resource(doc, "widgets/scale")
     assert (scale["group"], scale["version"], scale["kind"]) == ("autoscaling", "v1", "Scale")
+
+
+def test_storage_version_hash_is_the_stored_versions_in_every_served_version(backend: Backend) -> None:
+    from kcp_tmc.policies.kinds import storage_version_hash
+
+    backend.install("gadget")
+    hashes = {
+        version: resource(
+            backend.http("GET", f"/apis/versions.conformance.kcp.io/{version}").body, "gadgets"
+        )["storageVersionHash"]
+        for version in ("v1", "v1beta1")
+    }
+    assert hashes == dict.fromkeys(
+        hashes, storage_version_hash("versions.conformance.kcp.io", "v1", "Gadget")
+    )
+    group = backend.http("GET", "/apis/versions.conformance.kcp.io").body
+    assert [v["version"] for v in group["versions"]] == ["v1", "v1beta1"]
