@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _KUBE_VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
@@ -21,6 +22,35 @@ def storage_version_hash(group: str, version: str, kind: str) -> str:
     """
     digest = hashlib.sha256(f"{group}/{version}/{kind}".encode()).digest()
     return base64.b64encode(digest[:8]).decode()
+
+
+def api_resource_entry(
+    *,
+    group: str,
+    version: str,
+    plural: str,
+    singular: str,
+    kind: str,
+    namespaced: bool,
+    verbs: Sequence[str],
+    short_names: Sequence[str] = (),
+    categories: Sequence[str] = (),
+    storage_version: str = "",
+) -> dict[str, object]:
+    """A resource's ``APIResource`` entry in a discovery ``APIResourceList``, as kube-apiserver writes it."""
+    entry: dict[str, object] = {
+        "name": plural,
+        "singularName": singular,
+        "namespaced": namespaced,
+        "kind": kind,
+        "verbs": list(verbs),
+    }
+    if short_names:
+        entry["shortNames"] = list(short_names)
+    if categories:
+        entry["categories"] = list(categories)
+    entry["storageVersionHash"] = storage_version_hash(group, storage_version or version, kind)
+    return entry
 
 
 def version_priority(version: str) -> tuple[int, int, int, str]:

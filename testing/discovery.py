@@ -14,7 +14,7 @@ import hashlib
 import json
 from typing import Any
 
-from kcp_tmc.policies.kinds import storage_version_hash, version_priority
+from kcp_tmc.policies.kinds import api_resource_entry, version_priority
 from kcp_tmc.reconcilers.exports import kubernetes_export
 from kcp_tmc.testing.resources import ResourceInfo, ResourceTable
 
@@ -73,21 +73,18 @@ def api_group_list(table: ResourceTable) -> Object:
 
 
 def _resource_entry(info: ResourceInfo) -> Object:
-    entry: Object = {
-        "name": info.plural,
-        "singularName": info.singular,
-        "namespaced": info.namespaced,
-        "kind": info.kind,
-        "verbs": sorted(info.verbs),
-    }
-    if info.short_names:
-        entry["shortNames"] = list(info.short_names)
-    if info.categories:
-        entry["categories"] = list(info.categories)
-    entry["storageVersionHash"] = storage_version_hash(
-        info.group, info.storage_version or info.version, info.kind
+    return api_resource_entry(
+        group=info.group,
+        version=info.version,
+        plural=info.plural,
+        singular=info.singular,
+        kind=info.kind,
+        namespaced=info.namespaced,
+        verbs=sorted(info.verbs),
+        short_names=info.short_names,
+        categories=info.categories,
+        storage_version=info.storage_version,
     )
-    return entry
 
 
 def resource_list(table: ResourceTable, group: str, version: str) -> Object | None:

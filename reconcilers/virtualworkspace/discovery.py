@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kcp_tmc.policies.clusters import DEFAULT_CLUSTER, cluster_of
-from kcp_tmc.policies.kinds import api_version_of, storage_version_hash, version_priority
+from kcp_tmc.policies.kinds import api_resource_entry, api_version_of, version_priority
 from kcp_tmc.reconcilers.syncedresources import ACCEPTED, ExportIndex, export_refs
 
 __all__ = [
@@ -99,21 +99,19 @@ class ServedResource:
 
     def api_resources(self) -> list[Obj]:
         """Its ``APIResource`` entries of an ``APIResourceList``: the resource, then its subresources."""
-        entry: Obj = {
-            "name": self.plural,
-            "singularName": self.singular,
-            "namespaced": self.namespaced,
-            "kind": self.kind,
-            "verbs": list(self.verbs),
-        }
-        if self.short_names:
-            entry["shortNames"] = list(self.short_names)
-        if self.categories:
-            entry["categories"] = list(self.categories)
-        entry["storageVersionHash"] = storage_version_hash(
-            self.group, self.storage_version or self.version, self.kind
+        entry = api_resource_entry(
+            group=self.group,
+            version=self.version,
+            plural=self.plural,
+            singular=self.singular,
+            kind=self.kind,
+            namespaced=self.namespaced,
+            verbs=self.verbs,
+            short_names=self.short_names,
+            categories=self.categories,
+            storage_version=self.storage_version,
         )
-        entries = [entry]
+        entries: list[Obj] = [entry]
         for sub in self.subresources:
             entries.append(
                 {
