@@ -29,6 +29,8 @@ from kcp_tmc.policies.policy import (
     Policy,
     PolicyRequest,
     PolicyType,
+    Reservation,
+    Reserver,
     StaticLookup,
     Verdict,
 )
@@ -55,6 +57,8 @@ __all__ = [
     "PolicyRequest",
     "PolicyType",
     "Registry",
+    "Reservation",
+    "Reserver",
     "ResourceType",
     "StaticLookup",
     "UserInfo",

@@ -67,6 +67,7 @@ from kcp_tmc.policies.policy import (
     Policy,
     PolicyRequest,
     PolicyType,
+    Reservation,
     Verdict,
 )
 from kcp_tmc.policies.registry import Registry
@@ -150,8 +151,10 @@ class PolicyResult:
 class Outcome:
     """The engine's answer to one request.
 
-    ``code`` is 200 when allowed, 403 (``reason`` ``Forbidden``) when enforcing policies deny,
-    500 (``InternalError``) when a policy with failure mode ``fail`` failed.  ``message`` is the
+    ``code`` is 200 when allowed, 403 when enforcing policies deny (``reason`` ``Forbidden``, or
+    the reason all the denying verdicts gave, such as ``QuotaExceeded``), 500 (``InternalError``)
+    when a policy with failure mode ``fail`` failed.  ``reservations`` are the quota use the
+    allowing policies asked the caller to write (empty on a denial).  ``message`` is the
     ``denials`` joined with newlines.  ``patch`` is the combined JSON Patch against the
     request's object (kept on a denial for display, never sent then); ``patched`` is the object
     after it, only when asked for: it shares the unchanged parts with the request's object (it
@@ -168,6 +171,7 @@ class Outcome:
     patch: Sequence[JsonPatchOperation] = ()
     patched: Object | None = None
     results: tuple[PolicyResult, ...] = ()
+    reservations: tuple[Reservation, ...] = ()
 
     def to_response(self, uid: str, *, mutating: bool) -> AdmissionResponse:
         """The ``AdmissionResponse`` for this outcome, echoing ``uid``.
@@ -210,6 +214,8 @@ class _Entry:
     lines: tuple[str, ...] = ()  # with the [policy] prefix
     warnings: tuple[str, ...] = ()
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY_ANNOTATIONS)
+    reason: str = ""
+    reservations: tuple[Reservation, ...] = ()
 
 
 def _describe(exc: BaseException) -> str:
@@ -392,6 +398,7 @@ class _Run:
                 PolicyResult(name, policy.type, "allowed", duration, bound.mode, bound.failure_mode),
                 warnings=warnings,
                 annotations=annotations,
+                reservations=tuple(verdict.reservations),
             )
         messages = tuple(str(e) for e in verdict.errors)
         lines = tuple(f"[{name}] {m}" for m in messages)
@@ -417,7 +424,7 @@ class _Run:
         result = PolicyResult(
             name, policy.type, decision, duration, bound.mode, bound.failure_mode, messages=messages
         )
-        return _Entry(result, lines=lines, warnings=warnings, annotations=annotations)
+        return _Entry(result, lines=lines, warnings=warnings, annotations=annotations, reason=verdict.reason)
 
     def _apply(self, policy: Policy, ops: Sequence[JsonPatchOperation]) -> PolicyError | None:
         """Apply ``ops`` to the working object; the reason it cannot be, or ``None``."""
@@ -486,10 +493,14 @@ class _Run:
         denials: list[str] = []
         warnings: list[str] = []
         annotations: dict[str, str] = {}
+        reservations: list[Reservation] = []
+        reasons: set[str] = set()
         failed = False
         for entry in self.entries:
+            reservations.extend(entry.reservations)
             if entry.lines:
                 denials.extend(entry.lines)
+                reasons.add(entry.reason)
                 if entry.result.decision == "errored":
                     failed = True
             warnings.extend(entry.warnings)
@@ -506,11 +517,13 @@ class _Run:
                 patch=self.patch,
                 patched=patched,
                 results=results,
+                reservations=tuple(reservations),
             )
+        shared = next(iter(reasons)) if len(reasons) == 1 else ""
         return Outcome(
             allowed=False,
             code=500 if failed else 403,
-            reason="InternalError" if failed else "Forbidden",
+            reason="InternalError" if failed else shared or "Forbidden",
             message="\n".join(denials),
             denials=tuple(denials),
             warnings=tuple(warnings),

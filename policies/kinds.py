@@ -113,6 +113,15 @@ API_RESOURCE_SCHEMA = ResourceType(
 API_RESOURCE_IMPORT = ResourceType(
     "apiresource.kcp.io", "v1alpha1", "APIResourceImport", "apiresourceimports", namespaced=False
 )
+POD = ResourceType("", "v1", "Pod", "pods", namespaced=True)
+DEPLOYMENT = ResourceType("apps", "v1", "Deployment", "deployments", namespaced=True)
+REPLICA_SET = ResourceType("apps", "v1", "ReplicaSet", "replicasets", namespaced=True)
+STATEFUL_SET = ResourceType("apps", "v1", "StatefulSet", "statefulsets", namespaced=True)
+JOB = ResourceType("batch", "v1", "Job", "jobs", namespaced=True)
+#: What a write of a ``scale`` subresource carries (the request's kind; its resource is the workload's).
+SCALE = ResourceType("autoscaling", "v1", "Scale", "scale", namespaced=True)
+#: The workloads whose compute use quota admission checks.
+WORKLOAD_TYPES: tuple[ResourceType, ...] = (POD, DEPLOYMENT, REPLICA_SET, STATEFUL_SET, JOB)
 
 #: The kinds the built-in policies and the webhook know about.
 KNOWN_TYPES: tuple[ResourceType, ...] = (

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from kcp_tmc.policies.admission import AdmissionRequest, JsonPatchOperation, Operation, UserInfo
 from kcp_tmc.policies.gofmt import go_quote, go_value
 from kcp_tmc.policies.kinds import ResourceType
+from kcp_tmc.policies.quantities import Quantity
 
 Object = dict[str, Any]
 
@@ -126,6 +127,45 @@ def _with_detail(body: str, detail: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """Use that an admitted request adds to one quota's status: the policy's request to the caller.
+
+    A policy stays pure: it decides from the quota its :class:`Lookup` gave it, and when it
+    allows a request that consumes quota it returns one ``Reservation`` per quota in
+    :attr:`Verdict.reservations`.  The caller (the webhook) writes them once the whole review is
+    allowed and the request is not a dry run: it re-reads the quota, checks the reservation
+    against the fresh status with :func:`kcp_tmc.policies.quota.apply_reservation` (which denies
+    it in the policy's words when concurrent requests used the room up meanwhile), and writes the
+    status with the quota's ``resourceVersion`` as precondition, retrying on a conflict.  So
+    several workers and replicas never admit more than the quota, whatever their caches show.
+
+    ``overall`` is keyed by the quota's own resource names (as its spec writes them) and holds
+    only increases; ``per_target`` maps the name of a SyncTarget with a static assignment to the
+    increase on it.  ``path`` is the field path the denial names, should the reservation fail.
+    """
+
+    policy: str
+    quota: ResourceType
+    namespace: str
+    name: str
+    overall: Mapping[str, Quantity]
+    per_target: Mapping[str, Mapping[str, Quantity]] = field(default_factory=dict)
+    path: str = ""
+
+
+class Reserver(Protocol):
+    """Writes :class:`Reservation` s: provided by the caller that performs I/O (the webhook)."""
+
+    def reserve(self, reservation: Reservation, deadline: float | None = None) -> FieldError | None:
+        """Add the reservation to the quota's status; the denial when it no longer fits, else ``None``.
+
+        Raises when the quota cannot be read or written in time; the caller then applies the
+        policy's failure mode.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What a policy returns.
 
@@ -133,13 +173,17 @@ class Verdict:
     client whatever the decision; ``audit_annotations`` reach the audit log
     (the apiserver prefixes each key with the webhook name).  ``patch`` is a
     list of JSON Patch operations against the object as the policy received
-    it; only mutating policies may return one.
+    it; only mutating policies may return one.  ``reason`` is the ``status.reason`` of a denial
+    (``Forbidden`` when empty; quota policies say ``QuotaExceeded``).  ``reservations`` are the
+    quota use an allowed request consumes, for the caller to write (see :class:`Reservation`).
     """
 
     errors: Sequence[FieldError] = ()
     warnings: Sequence[str] = ()
     audit_annotations: Mapping[str, str] = field(default_factory=dict)
     patch: Sequence[JsonPatchOperation] = ()
+    reason: str = ""
+    reservations: Sequence[Reservation] = ()
 
     @property
     def allowed(self) -> bool:

@@ -9,11 +9,14 @@ policy                             type        kind         operations          
 ``cluster-validation``             validating  Cluster      CREATE, UPDATE          "", status
 ``cluster-defaults``               mutating    Cluster      CREATE, UPDATE          ""
 ``location-validation``            validating  Location     CREATE, UPDATE          ""
+``federatedquota-validation``      validating  FedQuota     CREATE, UPDATE          ""
+``resourcequota-validation``       validating  ResQuota     CREATE, UPDATE          ""
+``quota-enforcement``              validating  workloads    CREATE, UPDATE          "", scale
 =================================  ==========  ===========  ======================  ==============
 
 The names are part of the public API: configuration files and denial messages use them.
 """
 
-from kcp_tmc.policies.builtin import cluster, location, synctarget
+from kcp_tmc.policies.builtin import cluster, federatedquota, location, quotaenforcement, synctarget
 
-__all__ = ["cluster", "location", "synctarget"]
+__all__ = ["cluster", "federatedquota", "location", "quotaenforcement", "synctarget"]

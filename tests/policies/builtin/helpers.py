@@ -19,6 +19,9 @@ BUILTIN_POLICIES = frozenset(
         "cluster-validation",
         "cluster-defaults",
         "location-validation",
+        "federatedquota-validation",
+        "resourcequota-validation",
+        "quota-enforcement",
     }
 )
 
