@@ -326,7 +326,7 @@ def apply_reservation(
         view.name,
         view.hard,
         view.used,
-        {k: v for k, v in reservation.overall.items() if k in view.hard},
+        {k: v for k, v in reservation.overall.items() if k in view.hard and v.sign > 0},
         reservation.path,
         _overall_field(view),
         True,
@@ -345,7 +345,8 @@ def apply_reservation(
             label = f"{view.name} (static assignment of SyncTarget {target})"
             where = f"spec.staticAssignments[syncTarget={target}].hard"
             fitting = {k: v for k, v in grown.items() if k in limits}
-            denial = _judge(view, label, limits, used, fitting, reservation.path, where, False)
+            growing = {k: v for k, v in fitting.items() if v.sign > 0}
+            denial = _judge(view, label, limits, used, growing, reservation.path, where, False)
             if denial is not None:
                 return None, denial
             entry = next((e for e in entries if e.get("syncTarget") == target), None)

@@ -99,7 +99,7 @@ def quota_enforcement(req: PolicyRequest) -> Verdict | None:
             reservations.append(reservation)
     if errors:
         return Verdict(errors=errors, reason=QUOTA_EXCEEDED)
-    return Verdict(reservations=reservations) if reservations else None
+    return Verdict(reservations=tuple(reservations)) if reservations else None
 
 
 def _scaled_pair(
