@@ -147,7 +147,8 @@ def test_valid_quota_is_allowed() -> None:
         (
             quota(staticAssignments=[None]),
             [
-                "spec.staticAssignments[0]: Invalid value: null: must be an object with syncTarget and hard, not a null"
+                "spec.staticAssignments[0]: Invalid value: null: "
+                "must be an object with syncTarget and hard, not a null"
             ],
         ),
     ],
@@ -243,7 +244,8 @@ def test_no_annotation_is_none_of_our_business() -> None:
 def test_annotation_must_parse_as_a_go_bool(value: Any, shown: str) -> None:
     assert messages(rq_verdict(resource_quota(annotation=value))) == [
         f"metadata.annotations[experimental.quota.kcp.io/cluster-scoped]: Invalid value: {shown}: "
-        'must be a boolean as Go reads it: "true" or "false" (also 1, t, T, TRUE, True, 0, f, F, FALSE, False)'
+        'must be a boolean as Go reads it: "true" or "false" '
+        "(also 1, t, T, TRUE, True, 0, f, F, FALSE, False)"
     ]
 
 

@@ -1,4 +1,7 @@
-"""Property tests of the quota arithmetic: reservations never go negative nor past the limit; change is antisymmetric."""
+"""Property tests of the quota arithmetic.
+
+Reservations never go negative nor past the limit; change is antisymmetric.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,8 @@ def quota(hard: dict[str, Quantity], used: dict[str, Quantity]) -> dict[str, Any
 
 @settings(max_examples=200, deadline=None)
 @given(
-    hard=st.fixed_dictionaries({r: milli for r in RESOURCES}),
-    used=st.fixed_dictionaries({r: milli for r in RESOURCES}),
+    hard=st.fixed_dictionaries(dict.fromkeys(RESOURCES, milli)),
+    used=st.fixed_dictionaries(dict.fromkeys(RESOURCES, milli)),
     delta=st.dictionaries(st.sampled_from(RESOURCES), signed),
 )
 def test_a_reservation_never_makes_use_negative_nor_exceeds_where_it_grows(
