@@ -29,6 +29,13 @@ EXAMPLES = REPO / "examples"
 ST_KEY = "6ohB8yeXhwqTQVuBzJRgqcRJTpRjX7yTZu5g5g"  # root:org:ws / us-west1
 ROOT_KEY = "4PDIY5fHYyzNMVHhV3gZFv60V0eF3tjm3PUEj3"  # root / us-west1
 
+#: The built-in policies, as an unknown-policy message lists them.
+KNOWN_POLICIES = (
+    "cluster-defaults, cluster-validation, federatedquota-validation, location-validation, "
+    "quota-enforcement, resourcequota-validation, synctarget-defaults, synctarget-deletion-protection, "
+    "synctarget-validation"
+)
+
 
 def builtins() -> Registry:
     registry = Registry()
@@ -448,9 +455,7 @@ def test_plugin_errors_are_warnings(run: Run, registry: Any) -> None:
         (
             {"st.json": sync_target(), "c.yaml": "disabled: [nope]\n"},
             ["evaluate", "st.json", "--config", "c.yaml"],
-            "c.yaml:1: disabled: unknown policy 'nope' (known: cluster-defaults, cluster-validation, "
-            "location-validation, synctarget-defaults, synctarget-deletion-protection, "
-            "synctarget-validation)",
+            f"c.yaml:1: disabled: unknown policy 'nope' (known: {KNOWN_POLICIES})",
         ),
         (
             {"st.json": sync_target()},
@@ -476,8 +481,7 @@ def test_plugin_errors_are_warnings(run: Run, registry: Any) -> None:
         (
             {"st.json": sync_target()},
             ["evaluate", "st.json", "--policy", "nope"],
-            "unknown policy 'nope' (known: cluster-defaults, cluster-validation, location-validation, "
-            "synctarget-defaults, synctarget-deletion-protection, synctarget-validation)",
+            f"unknown policy 'nope' (known: {KNOWN_POLICIES})",
         ),
         (
             {"f.json": {"kind": "AdmissionReview"}},
@@ -502,9 +506,7 @@ def test_plugin_errors_are_warnings(run: Run, registry: Any) -> None:
         (
             {"c.yaml": "policies: {nope: {}}\n"},
             ["list", "--config", "c.yaml"],
-            "c.yaml:1: policies.nope: unknown policy 'nope' (known: cluster-defaults, "
-            "cluster-validation, location-validation, synctarget-defaults, "
-            "synctarget-deletion-protection, synctarget-validation)",
+            f"c.yaml:1: policies.nope: unknown policy 'nope' (known: {KNOWN_POLICIES})",
         ),
         ({}, ["test", "nowhere"], "nowhere: no such file or directory"),
         ({"empty/x.yaml": ""}, ["test", "empty"], "empty: no tmc-test.yaml found under it"),
@@ -632,7 +634,34 @@ def test_list_shows_the_policies(run: Run, monkeypatch: pytest.MonkeyPatch) -> N
         ["cluster-defaults", "mutating", "Cluster", "CREATE,UPDATE", "main", "enforce", "fail"],
         ["synctarget-defaults", "mutating", "SyncTarget", "CREATE,UPDATE", "main", "enforce", "fail"],
         ["cluster-validation", "validating", "Cluster", "CREATE,UPDATE", "main,status", "enforce", "fail"],
+        [
+            "federatedquota-validation",
+            "validating",
+            "FederatedQuota",
+            "CREATE,UPDATE",
+            "main",
+            "enforce",
+            "fail",
+        ],
         ["location-validation", "validating", "Location", "CREATE,UPDATE", "main", "enforce", "fail"],
+        [
+            "quota-enforcement",
+            "validating",
+            "Pod,Deployment,ReplicaSet,StatefulSet,Job,Scale,ConfigMap",
+            "CREATE,UPDATE",
+            "main,scale",
+            "enforce",
+            "fail",
+        ],
+        [
+            "resourcequota-validation",
+            "validating",
+            "ResourceQuota",
+            "CREATE,UPDATE",
+            "main",
+            "enforce",
+            "fail",
+        ],
         ["synctarget-deletion-protection", "validating", "SyncTarget", "DELETE", "main", "enforce", "fail"],
         [
             "synctarget-validation",
@@ -716,7 +745,7 @@ def test_the_shipped_examples_pass(run: Run, tmp_path: Path) -> None:
     assert summary.endswith(
         "passed, 0 failed; 1 suite skipped (region-label: requires region-label, which is not installed)"
     )
-    assert summary.startswith("6 suites, ")
+    assert summary.startswith("9 suites, ")
     assert junit.read_text(encoding="utf-8").startswith("<?xml version='1.0' encoding='utf-8'?>\n<testsuites")
 
 

@@ -801,7 +801,7 @@ def test_the_built_ins_are_pure_and_quick_except_the_lookup_one() -> None:
 
     registry = Registry()
     load_builtins(registry)
-    assert {p.name for p in registry if p.isolate} == {"synctarget-deletion-protection"}
+    assert {p.name for p in registry if p.isolate} == {"synctarget-deletion-protection", "quota-enforcement"}
 
 
 def test_durations_come_from_the_clock(policies: Policies) -> None:
