@@ -37,7 +37,7 @@ def test_readyz_ok_with_a_fresh_certificate(make_app: Callable[..., Flask], cert
     assert resp.status_code == 200
     body = resp.get_json()
     assert body["status"] == "ok"
-    assert body["checks"]["policies"] == "ok (6 loaded)"
+    assert body["checks"]["policies"] == "ok (9 loaded)"
     assert body["checks"]["certificate"].startswith("ok (expires at ")
 
 

@@ -123,7 +123,7 @@ def test_denied_delete_and_status_update(client: FlaskClient) -> None:
 
 
 def test_unknown_kind_allowed_unchanged_and_counted(client: FlaskClient) -> None:
-    review = example("configmap-create-unknown-kind.json")
+    review = example("service-create-unknown-kind.json")
     for path in ("/validate", "/mutate"):
         assert answer(post(client, path, review)) == {
             "uid": "5b3c6ee6-1f0a-4d2b-9d59-5f6c3a9a0007",
@@ -156,7 +156,8 @@ def test_unknown_policy_is_404_with_a_reason(client: FlaskClient) -> None:
     assert body["code"] == 404
     assert body["reason"] == "NotFound"
     assert body["message"] == (
-        "unknown policy 'no-such-policy' (known: cluster-defaults, cluster-validation, location-validation, "
+        "unknown policy 'no-such-policy' (known: cluster-defaults, cluster-validation, "
+        "federatedquota-validation, location-validation, quota-enforcement, resourcequota-validation, "
         "synctarget-defaults, synctarget-deletion-protection, synctarget-validation)"
     )
 
