@@ -23,7 +23,8 @@ from kcp_tmc.policies.engine import Engine
 from kcp_tmc.policies.plugins import default_registry
 from kcp_tmc.policies.registry import Registry
 from kcp_tmc.webhook import health, metrics, review
-from kcp_tmc.webhook.config import WebhookConfig, coerce_config
+from kcp_tmc.webhook.config import WebhookConfig, WebhookConfigError, coerce_config
+from kcp_tmc.webhook.lookup import ApiLookup
 from kcp_tmc.webhook.metrics import Metrics
 from kcp_tmc.webhook.review import ReviewDispatcher, ReviewService, error_body
 
@@ -46,8 +47,10 @@ class WebhookState:
     metrics: Metrics
 
     def close(self) -> None:
-        """Stop the engine's threads (tests; gunicorn workers just exit)."""
+        """Stop the engine's threads and the lookup's caches (tests; gunicorn workers just exit)."""
         self.engine.close()
+        if isinstance(self.service.lookup, ApiLookup):
+            self.service.lookup.close()
 
 
 def _engine_config(value: Any) -> EngineConfig | None:
@@ -75,6 +78,18 @@ def create_app(config: WebhookConfig | Mapping[str, Any] | None = None) -> Flask
             metrics_.set_certificate_expiry(certificate_expiry(cfg.cert_file))
         except Exception as exc:  # /readyz reports it; the metric stays unset
             log.warning("cannot read the serving certificate %s: %s", cfg.cert_file, exc)
+    lookup = cfg.lookup
+    if lookup is None and cfg.kubeconfig:
+        try:
+            api = (
+                ApiLookup.in_cluster(max_staleness=cfg.lookup_staleness)
+                if cfg.kubeconfig == "in-cluster"
+                else ApiLookup.from_kubeconfig(cfg.kubeconfig, max_staleness=cfg.lookup_staleness)
+            )
+        except ValueError as exc:
+            raise WebhookConfigError(f"kubeconfig: {exc}") from exc
+        lookup = api.start(wait=5.0)  # until the caches are filled, reads go to the apiserver
+    reserver = cfg.reserver if cfg.reserver is not None else lookup if isinstance(lookup, ApiLookup) else None
     service = ReviewService(
         engine,
         metrics_,
@@ -82,7 +97,8 @@ def create_app(config: WebhookConfig | Mapping[str, Any] | None = None) -> Flask
         max_body_bytes=cfg.max_body_bytes,
         default_timeout=cfg.default_timeout,
         deadline_margin=cfg.deadline_margin,
-        lookup=cfg.lookup,
+        lookup=lookup,
+        reserver=reserver,
         log_reviews=cfg.log_reviews,
     )
 

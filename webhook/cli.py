@@ -130,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=4096,
         help="open connections per worker; more wait in the listen backlog (default: %(default)s)",
     )
+    p.add_argument(
+        "--kubeconfig",
+        help="kubeconfig of the apiserver whose objects policies look up and whose quotas they reserve "
+        '("in-cluster" for the service account; default: none, quota policies then see no quotas)',
+    )
+    p.add_argument(
+        "--lookup-staleness",
+        type=_seconds,
+        default=30.0,
+        help="oldest cached answer a policy gets, in seconds, before reads go to the apiserver (default: 30)",
+    )
     return p
 
 
@@ -181,6 +192,8 @@ def _check(args: argparse.Namespace) -> str | None:
             Engine(default_registry(), load_config(args.config))
         except ConfigError as exc:
             return str(exc)
+    if args.kubeconfig and args.kubeconfig != "in-cluster" and not os.path.isfile(args.kubeconfig):
+        return f"--kubeconfig {args.kubeconfig}: no such file"
     return None
 
 
@@ -242,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "metrics_dir": metrics_dir,
             "log_format": args.log_format,
             "engine_threads": args.threads,
+            "kubeconfig": args.kubeconfig,
+            "lookup_staleness": args.lookup_staleness,
         }
         log.info("starting", extra={"bind": args.bind, "workers": args.workers, "metricsDir": metrics_dir})
         WebhookServer(options, app_config).run()

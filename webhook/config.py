@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kcp_tmc.policies.config import EngineConfig
-from kcp_tmc.policies.policy import Lookup
+from kcp_tmc.policies.policy import Lookup, Reserver
 from kcp_tmc.policies.registry import Registry
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "WebhookConfig", "WebhookConfigError", "coerce_config"]
@@ -43,7 +43,11 @@ class WebhookConfig:
     WSGI dispatcher in front of Flask (same answers, less overhead); turn it off to debug with
     Flask's own routing.  ``engine_threads`` bounds the policy evaluations in flight (each
     review with a deadline runs on one engine thread; one still running past its deadline keeps
-    its thread until it returns).
+    its thread until it returns).  ``kubeconfig`` (a path, or ``"in-cluster"`` for the pod's
+    service account) gives the policies a cached view of the apiserver
+    (:class:`~kcp_tmc.webhook.lookup.ApiLookup`) when ``lookup`` is not given, and writes the
+    quota reservations; ``reserver`` overrides what writes them (by default the lookup, when it
+    can).  ``lookup_staleness`` bounds the age of a cached answer in seconds.
     """
 
     engine_config: str | Path | EngineConfig | None = None
@@ -59,6 +63,9 @@ class WebhookConfig:
     lookup: Lookup | None = None
     fast_path: bool = True
     engine_threads: int = 16
+    kubeconfig: str | None = None
+    reserver: Reserver | None = None
+    lookup_staleness: float = 30.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
@@ -77,6 +84,11 @@ class WebhookConfig:
         if not isinstance(self.engine_threads, int) or self.engine_threads < 1:
             raise WebhookConfigError(
                 f"engine_threads must be a positive integer, got {self.engine_threads!r}"
+            )
+        if not 0 < self.lookup_staleness <= 3600:
+            raise WebhookConfigError(
+                "lookup_staleness must be more than 0 and at most 3600 seconds, "
+                f"got {self.lookup_staleness!r}"
             )
         if self.log_format not in ("json", "text"):
             raise WebhookConfigError(f"log_format must be json or text, got {self.log_format!r}")

@@ -20,6 +20,7 @@ would hand to ``failurePolicy``; a bug fails closed, as kopf and Gatekeeper do).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -33,7 +34,7 @@ from flask import request as flask_request
 
 from kcp_tmc.policies.admission import AdmissionRequest, AdmissionResponse
 from kcp_tmc.policies.engine import Engine, Outcome, UnknownPolicyError
-from kcp_tmc.policies.policy import Lookup, PolicyType
+from kcp_tmc.policies.policy import FailureMode, Lookup, PolicyType, Reserver
 from kcp_tmc.policies.reviews import ReviewError, parse_review, review_response
 from kcp_tmc.policies.timefmt import parse_go_duration_ns
 from kcp_tmc.webhook.logs import review_log
@@ -147,7 +148,9 @@ class ReviewService:
     """Answers AdmissionReviews with an :class:`~kcp_tmc.policies.engine.Engine`.
 
     ``enabled_kinds`` are the ``(group, kind)`` pairs at least one enabled policy handles;
-    reviews of any other kind are allowed unchanged without reaching the engine.
+    reviews of any other kind are allowed unchanged without reaching the engine.  ``reserver``
+    writes the quota reservations of an allowed review that is not a dry run (see
+    :meth:`_reserve`); without one they are dropped.
     """
 
     def __init__(
@@ -160,6 +163,7 @@ class ReviewService:
         default_timeout: float,
         deadline_margin: float,
         lookup: Lookup | None = None,
+        reserver: Reserver | None = None,
         log_reviews: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -170,6 +174,7 @@ class ReviewService:
         self.default_timeout = default_timeout
         self.deadline_margin = deadline_margin
         self.lookup = lookup
+        self.reserver = reserver
         self.log_reviews = log_reviews
         self.clock = clock
         self.policy_types: Mapping[str, PolicyType] = {p.name: p.type for p in engine.policies}
@@ -326,6 +331,8 @@ class ReviewService:
             lookup=self.lookup,
             deadline=deadline,
         )
+        if outcome.reservations and outcome.allowed and not request.get("dryRun"):
+            outcome = self._reserve(outcome, deadline)
         answer = self._review(version, outcome.to_response(uid, mutating=route.mutating))
         decision = "allowed" if outcome.allowed else "error" if outcome.code >= 500 else "denied"
         elapsed = self.clock() - started
@@ -336,6 +343,45 @@ class ReviewService:
                 metrics.observe_policy(result.name, result.duration, result.decision == "errored")
         self._log(webhook, request, decision, outcome.code, outcome, started)
         return answer
+
+    def _reserve(self, outcome: Outcome, deadline: float) -> Outcome:
+        """Write the outcome's reservations in order; the outcome as they leave it.
+
+        A reservation that no longer fits (concurrent requests used the room up) turns the answer
+        into the policy's denial, 403 ``QuotaExceeded``.  One that cannot be written (the
+        apiserver does not answer in time) follows the policy's failure mode: ``fail`` denies
+        with 500, ``ignore`` allows with a warning.  Reservations already written stay: the
+        quota manager's next recomputation of true use releases them.
+        """
+        if self.reserver is None:
+            return outcome
+        warnings = list(outcome.warnings)
+        for reservation in outcome.reservations:
+            name = reservation.policy
+            try:
+                denial = self.reserver.reserve(reservation, deadline)
+            except Exception as exc:  # the apiserver's fault, not the request's: the failure mode decides
+                quota = f"{reservation.namespace}/{reservation.name}"
+                error = f"cannot reserve quota {quota}: {type(exc).__name__}: {exc}"
+                log.error("policy %s failed: %s", name, error, extra={"policy": name})
+                if self.engine.failure_mode_of(name) is FailureMode.FAIL:
+                    line = f"[{name}] policy failed: {error}"
+                    return dataclasses.replace(
+                        outcome,
+                        allowed=False,
+                        code=500,
+                        reason="InternalError",
+                        message=line,
+                        denials=(line,),
+                    )
+                warnings.append(f"[{name}] policy failed and was ignored: {error}")
+                continue
+            if denial is not None:
+                line = f"[{name}] {denial}"
+                return dataclasses.replace(
+                    outcome, allowed=False, code=403, reason="QuotaExceeded", message=line, denials=(line,)
+                )
+        return dataclasses.replace(outcome, warnings=tuple(warnings))
 
     def _log(
         self,

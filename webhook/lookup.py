@@ -1,0 +1,426 @@
+"""The webhook's view of the cluster: a cached policy Lookup, and the writer of quota reservations.
+
+:class:`ApiLookup` gives policies read access to other objects through an informer-style
+cache, and writes the quota reservations their verdicts carry (:class:`~kcp_tmc.policies.policy.Reserver`).
+
+The cache holds the types it is told to (the quota types by default): for each, a background
+thread lists every object, then watches from the list's resourceVersion (with bookmarks, and a
+server-side timeout so that the watch is renewed often), relists on ``410 Expired`` and every
+``resync`` seconds.  A read is served from the cache while it is fresh: synced and in contact
+with the apiserver within ``max_staleness`` seconds.  Otherwise, and for types it does not cache,
+a read is a live request bounded by ``request_timeout``; when that fails the read raises, the
+policy fails and its failure mode decides, within the review's deadline (the engine keeps it).
+
+A reservation is written with optimistic concurrency, as Kubernetes' quota admission does: start
+from the cached quota, check the reservation against its status
+(:func:`kcp_tmc.policies.quota.apply_reservation`), ``PUT`` the new status with the quota's
+``resourceVersion``; on ``409 Conflict`` re-read it live and try again, until it fits or is
+denied, or the deadline passes.  So any number of webhook processes never admit more than a
+quota, whatever their caches show.  The writes are blocking calls of the worker's thread, which
+is why a review with a reservation takes one apiserver round trip or more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import urllib3
+import yaml
+from kubernetes import client as _k8s_client
+from kubernetes import config as _k8s_config
+
+from kcp_tmc.policies.kinds import FEDERATED_QUOTA, RESOURCE_QUOTA, ResourceType
+from kcp_tmc.policies.policy import FieldError, Object, Reservation
+from kcp_tmc.policies.quota import apply_reservation
+
+__all__ = ["ApiCallError", "ApiLookup", "ReservationTimeout"]
+
+log = logging.getLogger("kcp_tmc.webhook.lookup")
+
+# The kubernetes package is only partly typed; treat it as untyped at this one boundary.
+k8s_client: Any = _k8s_client
+k8s_config: Any = _k8s_config
+
+#: What the webhook caches by default: the quotas the quota policies read on every review.
+CACHED_TYPES: tuple[ResourceType, ...] = (FEDERATED_QUOTA, RESOURCE_QUOTA)
+
+
+class ApiCallError(Exception):
+    """The apiserver could not be read or written: no answer, or an error status."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ReservationTimeout(TimeoutError):
+    """A reservation still conflicted when its deadline passed."""
+
+
+def _path(rtype: ResourceType, namespace: str = "", name: str = "", subresource: str = "") -> str:
+    base = f"/apis/{rtype.group}/{rtype.version}" if rtype.group else f"/api/{rtype.version}"
+    if rtype.namespaced and namespace:
+        base += f"/namespaces/{quote(namespace, safe='')}"
+    base += f"/{rtype.plural}"
+    if name:
+        base += f"/{quote(name, safe='')}"
+        if subresource:
+            base += f"/{subresource}"
+    return base
+
+
+class _Http:
+    """The few HTTP calls the lookup needs, over the ``kubernetes`` package's configuration and pool."""
+
+    def __init__(self, configuration: Any) -> None:
+        configuration.retries = False  # the callers have deadlines of their own
+        self.api: Any = k8s_client.ApiClient(configuration=configuration)
+        self.host: str = configuration.host
+
+    def _call(
+        self, method: str, path: str, query: Mapping[str, str] | None, body: Any, timeout: float
+    ) -> Any:
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        _, url, headers, _, _ = self.api.param_serialize(
+            method=method, resource_path=path, header_params=headers, auth_settings=["BearerToken"]
+        )
+        try:
+            return self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiCallError(f"{method} {self.host}{path}: {exc}") from exc
+        except k8s_client.ApiException as exc:  # raised for TLS failures
+            raise ApiCallError(f"{method} {self.host}{path}: {exc.reason}") from exc
+
+    def json(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        timeout: float,
+    ) -> Any:
+        response = self._call(method, path, query, body, timeout)
+        try:
+            data = response.read()
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiCallError(f"{method} {self.host}{path}: {exc}") from exc
+        finally:
+            response.response.release_conn()
+        if response.status >= 300:
+            message = ""
+            try:
+                message = str(json.loads(data).get("message") or "")
+            except (ValueError, AttributeError):
+                message = data[:200].decode("utf-8", "replace")
+            raise ApiCallError(f"{method} {path}: {response.status} {message}".rstrip(), response.status)
+        return json.loads(data)
+
+    def lines(self, path: str, query: Mapping[str, str], timeout: float) -> Iterator[bytes]:
+        response = self._call("GET", path, query, None, timeout)
+        if response.status >= 300:
+            response.response.release_conn()
+            raise ApiCallError(f"GET {path}: {response.status}", response.status)
+        try:
+            buffer = b""
+            for chunk in response.response.stream(64 * 1024, decode_content=False):
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                yield from (line for line in complete if line.strip())
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiCallError(f"watch {path}: {exc}") from exc
+        finally:
+            response.response.release_conn()
+
+    def close(self) -> None:
+        self.api.close()
+
+
+class _Informer:
+    """One type's cache: list, then watch; relist on expiry and every ``resync`` seconds."""
+
+    def __init__(
+        self, http: _Http, rtype: ResourceType, resync: float, watch_timeout: int, clock: Callable[[], float]
+    ):
+        self.http = http
+        self.rtype = rtype
+        self.resync = resync
+        self.watch_timeout = watch_timeout
+        self.clock = clock
+        self.objects: dict[tuple[str, str], Object] = {}
+        self.lock = threading.Lock()
+        self.synced = threading.Event()
+        self.stopping = threading.Event()
+        self.last_contact = float("-inf")
+        self.watching = False
+        self.thread = threading.Thread(target=self._run, name=f"tmc-lookup-{rtype.plural}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def fresh(self, max_staleness: float) -> bool:
+        return self.synced.is_set() and (self.watching or self.clock() - self.last_contact <= max_staleness)
+
+    def put(self, obj: Object) -> None:
+        """Take a newer copy of an object (a write's answer) before its watch event arrives."""
+        key = _key(obj)
+        with self.lock:
+            held = self.objects.get(key)
+            if held is None or _rv(held) <= _rv(obj):
+                self.objects[key] = obj
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self.stopping.is_set():
+            try:
+                version = self._list()
+                backoff = 0.2
+                listed_at = self.clock()
+                while not self.stopping.is_set() and self.clock() - listed_at < self.resync:
+                    renewed = self._watch(version)
+                    if renewed is None:
+                        break  # expired: relist
+                    version = renewed
+            except Exception as exc:  # keep the cache alive through any outage; reads go live meanwhile
+                self.watching = False
+                log.warning("cache of %s: %s; retrying in %.1fs", self.rtype.plural, exc, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _list(self) -> str:
+        data = self.http.json("GET", _path(self.rtype), timeout=30.0)
+        objects = {}
+        for item in data.get("items") or ():
+            item.setdefault("apiVersion", self.rtype.api_version)
+            item.setdefault("kind", self.rtype.kind)
+            objects[_key(item)] = item
+        with self.lock:
+            self.objects = objects
+        self.last_contact = self.clock()
+        self.synced.set()
+        return str((data.get("metadata") or {}).get("resourceVersion") or "")
+
+    def _watch(self, version: str) -> str | None:
+        query = {
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(self.watch_timeout),
+        }
+        self.watching = True
+        try:
+            for line in self.http.lines(_path(self.rtype), query, self.watch_timeout + 10.0):
+                if self.stopping.is_set():
+                    return version
+                event = json.loads(line)
+                kind, obj = event.get("type"), event.get("object") or {}
+                self.last_contact = self.clock()
+                if kind == "ERROR":
+                    return None if obj.get("code") == 410 else version
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if kind == "BOOKMARK":
+                    continue
+                obj.setdefault("apiVersion", self.rtype.api_version)
+                obj.setdefault("kind", self.rtype.kind)
+                with self.lock:
+                    if kind == "DELETED":
+                        self.objects.pop(_key(obj), None)
+                    else:
+                        self.objects[_key(obj)] = obj
+        finally:
+            self.watching = False
+            self.last_contact = self.clock()
+        return version
+
+    def get(self, name: str, namespace: str) -> Object | None:
+        with self.lock:
+            return self.objects.get((namespace, name))
+
+    def list(self, namespace: str, labels: Mapping[str, str] | None) -> list[Object]:
+        with self.lock:
+            found = list(self.objects.values())
+        return [o for o in found if _matches(o, namespace, labels)]
+
+
+def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _rv(obj: Mapping[str, Any]) -> int:
+    text = str((obj.get("metadata") or {}).get("resourceVersion") or "0")
+    return int(text) if text.isdigit() else 0
+
+
+def _matches(obj: Mapping[str, Any], namespace: str, labels: Mapping[str, str] | None) -> bool:
+    meta = obj.get("metadata") or {}
+    if namespace and (meta.get("namespace") or "") != namespace:
+        return False
+    have = meta.get("labels") or {}
+    return not labels or all(have.get(k) == v for k, v in labels.items())
+
+
+class ApiLookup:
+    """A policy :class:`~kcp_tmc.policies.policy.Lookup` and quota ``Reserver`` over one apiserver.
+
+    Build it with :meth:`from_kubeconfig` (or :meth:`in_cluster`) and :meth:`start` it; the
+    webhook app does both for ``WebhookConfig.kubeconfig``.  ``cached`` are the types kept in the
+    cache; ``max_staleness`` bounds how old a cached answer may be; ``request_timeout`` bounds
+    each live request.
+    """
+
+    def __init__(
+        self,
+        configuration: Any,
+        *,
+        cached: Iterable[ResourceType] = CACHED_TYPES,
+        resync: float = 300.0,
+        max_staleness: float = 30.0,
+        request_timeout: float = 2.0,
+        watch_timeout: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.http = _Http(configuration)
+        self.max_staleness = max_staleness
+        self.request_timeout = request_timeout
+        self.clock = clock
+        self.informers = {t: _Informer(self.http, t, resync, watch_timeout, clock) for t in cached}
+        #: Conflicts met while reserving (for tests and benchmarks).
+        self.conflicts = 0
+
+    @classmethod
+    def from_kubeconfig(cls, path: str, **options: Any) -> ApiLookup:
+        """A lookup from a kubeconfig file; :class:`ValueError` when it cannot be used."""
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = yaml.safe_load(handle)
+            configuration = k8s_client.Configuration()
+            k8s_config.load_kube_config_from_dict(
+                data, client_configuration=configuration, persist_config=False
+            )
+        except Exception as exc:  # any reason the file is unusable, named in one message
+            raise ValueError(f"kubeconfig {path}: {exc or type(exc).__name__}") from exc
+        return cls(configuration, **options)
+
+    @classmethod
+    def in_cluster(cls, **options: Any) -> ApiLookup:
+        """A lookup from the pod's service account; :class:`ValueError` outside a cluster."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except Exception as exc:  # ConfigException, or a missing token file
+            raise ValueError(f"in-cluster configuration: {exc or type(exc).__name__}") from exc
+        return cls(configuration, **options)
+
+    def start(self, wait: float = 0.0) -> ApiLookup:
+        """Start the caches; wait up to ``wait`` seconds for their first list."""
+        for informer in self.informers.values():
+            informer.start()
+        deadline = self.clock() + wait
+        for informer in self.informers.values():
+            informer.synced.wait(max(0.0, deadline - self.clock()))
+        return self
+
+    def close(self) -> None:
+        """Stop the caches' threads (each ends at its watch's next event or timeout) and the pool."""
+        for informer in self.informers.values():
+            informer.stop()
+
+    # -- Lookup ------------------------------------------------------------------------------
+
+    def _fresh(self, rtype: ResourceType) -> _Informer | None:
+        informer = self.informers.get(rtype)
+        return informer if informer is not None and informer.fresh(self.max_staleness) else None
+
+    def get(self, rtype: ResourceType, name: str, namespace: str = "") -> Object | None:
+        informer = self._fresh(rtype)
+        if informer is not None:
+            return informer.get(name, namespace)
+        return self._live_get(rtype, name, namespace)
+
+    def list(
+        self, rtype: ResourceType, namespace: str = "", labels: Mapping[str, str] | None = None
+    ) -> list[Object]:
+        informer = self._fresh(rtype)
+        if informer is not None:
+            return informer.list(namespace, labels)
+        query = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        try:
+            data = self.http.json("GET", _path(rtype, namespace), query=query, timeout=self.request_timeout)
+        except ApiCallError as exc:
+            if exc.status == 404:
+                return []  # the type is not served: nothing of it exists
+            raise
+        items: list[Object] = data.get("items") or []
+        for item in items:
+            item.setdefault("apiVersion", rtype.api_version)
+            item.setdefault("kind", rtype.kind)
+        return items
+
+    def _live_get(
+        self, rtype: ResourceType, name: str, namespace: str, timeout: float | None = None
+    ) -> Object | None:
+        try:
+            obj: Object = self.http.json(
+                "GET", _path(rtype, namespace, name), timeout=timeout or self.request_timeout
+            )
+        except ApiCallError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    # -- Reserver ----------------------------------------------------------------------------
+
+    def reserve(self, reservation: Reservation, deadline: float | None = None) -> FieldError | None:
+        """Write ``reservation`` (see the module documentation); the denial when it no longer fits."""
+        rtype = reservation.quota
+        informer = self.informers.get(rtype)
+        quota = self.get(rtype, reservation.name, reservation.namespace)
+        live = informer is None or quota is None
+        while True:
+            if quota is None:
+                quota = self._live_get(rtype, reservation.name, reservation.namespace, self._budget(deadline))
+                live = True
+                if quota is None:
+                    return None  # the quota was deleted meanwhile: nothing left to reserve against
+            status, denial = apply_reservation(quota, reservation)
+            if status is None:
+                if live:
+                    return denial
+                quota = None  # the cache may be behind a release: decide on the live object
+                continue
+            body = {**quota, "status": status}
+            path = _path(rtype, reservation.namespace, reservation.name, "status")
+            try:
+                written = self.http.json("PUT", path, body=body, timeout=self._budget(deadline))
+            except ApiCallError as exc:
+                if exc.status != 409:
+                    raise
+                self.conflicts += 1
+                quota = None
+                continue
+            if informer is not None:
+                informer.put(written)
+            return None
+
+    def _budget(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.request_timeout
+        left = deadline - self.clock()
+        if left <= 0:
+            raise ReservationTimeout("the review's deadline passed before the quota could be written")
+        return min(left, self.request_timeout)
