@@ -1,0 +1,266 @@
+"""The webhook's quota I/O on the fake API server: the cached lookup, reservations, dry runs, failures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from kcp_tmc.policies.kinds import FEDERATED_QUOTA
+from kcp_tmc.policies.policy import Reservation
+from kcp_tmc.policies.quantities import parse_quantity
+from kcp_tmc.testing import FakeAPIServer
+from kcp_tmc.testing.crds import crd
+from kcp_tmc.webhook.config import WebhookConfigError
+from kcp_tmc.webhook.lookup import ApiCallError, ApiLookup, ReservationTimeout
+
+
+def fq(limit: str = "4", used: str = "1") -> dict[str, Any]:
+    return {
+        "apiVersion": "tmc.kcp.io/v1alpha1",
+        "kind": "FederatedQuota",
+        "metadata": {"name": "team-a", "namespace": "default"},
+        "spec": {"overall": {"requests.cpu": limit}},
+    }
+
+
+def with_status(api: FakeAPIServer, used: str) -> dict[str, Any]:
+    stored = api.get("tmc.kcp.io/v1alpha1", "federatedquotas", "team-a", "default")
+    stored["status"] = {"overall": stored["spec"]["overall"], "overallUsed": {"requests.cpu": used}}
+    return api.update(stored, subresource="status")
+
+
+@pytest.fixture
+def api() -> Iterator[FakeAPIServer]:
+    with FakeAPIServer() as server:
+        server.install_crd(crd("federatedquotas.tmc.kcp.io"))
+        server.create(fq())
+        with_status(server, "1")
+        yield server
+
+
+@pytest.fixture
+def lookup(api: FakeAPIServer) -> Iterator[ApiLookup]:
+    cache = ApiLookup.from_kubeconfig(api.kubeconfig_path, watch_timeout=5).start(wait=10)
+    yield cache
+    cache.close()
+
+
+def used_of(api: FakeAPIServer) -> str:
+    return api.get("tmc.kcp.io/v1alpha1", "federatedquotas", "team-a", "default")["status"]["overallUsed"][
+        "requests.cpu"
+    ]
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+def reservation(cpu: str) -> Reservation:
+    return Reservation(
+        "quota-enforcement",
+        FEDERATED_QUOTA,
+        "default",
+        "team-a",
+        {"requests.cpu": parse_quantity(cpu)},
+        path="spec",
+    )
+
+
+def test_the_cache_lists_then_follows_the_watch(api: FakeAPIServer, lookup: ApiLookup) -> None:
+    requests_before = api.counters.requests(resource="federatedquotas")
+    assert [q["metadata"]["name"] for q in lookup.list(FEDERATED_QUOTA, "default")] == ["team-a"]
+    assert lookup.list(FEDERATED_QUOTA, "other") == []
+    assert lookup.get(FEDERATED_QUOTA, "team-a", "default")["kind"] == "FederatedQuota"
+    assert api.counters.requests(resource="federatedquotas") == requests_before  # served from the cache
+    with_status(api, "3")
+    assert eventually(
+        lambda: (
+            lookup.get(FEDERATED_QUOTA, "team-a", "default")["status"]["overallUsed"]["requests.cpu"] == "3"
+        )
+    )
+    api.delete("tmc.kcp.io/v1alpha1", "federatedquotas", "team-a", "default")
+    assert eventually(lambda: lookup.get(FEDERATED_QUOTA, "team-a", "default") is None)
+
+
+def test_uncached_types_and_a_stale_cache_read_live(api: FakeAPIServer) -> None:
+    cold = ApiLookup.from_kubeconfig(api.kubeconfig_path)  # never started: never fresh
+    assert [q["metadata"]["name"] for q in cold.list(FEDERATED_QUOTA, labels={"x": "y"})] == []
+    assert [q["metadata"]["name"] for q in cold.list(FEDERATED_QUOTA)] == ["team-a"]
+    assert cold.get(FEDERATED_QUOTA, "nope", "default") is None
+    from kcp_tmc.policies.kinds import DEPLOYMENT, SYNC_TARGET
+
+    assert cold.get(DEPLOYMENT, "web", "default") is None
+    assert cold.list(SYNC_TARGET) == []  # a type that is not served: nothing of it exists
+    api.faults.error_rate(1.0, code=500)
+    with pytest.raises(ApiCallError, match="500"):
+        cold.get(FEDERATED_QUOTA, "team-a", "default")
+    with pytest.raises(ApiCallError, match="500"):
+        cold.list(FEDERATED_QUOTA)
+
+
+def test_a_reservation_adds_to_the_status(api: FakeAPIServer, lookup: ApiLookup) -> None:
+    assert lookup.reserve(reservation("2")) is None
+    assert used_of(api) == "3"
+    denial = lookup.reserve(reservation("2"))
+    assert denial is not None
+    assert str(denial).startswith(
+        "spec: exceeded quota: team-a, requested: requests.cpu=2, used: requests.cpu=3, limited: requests.cpu=4"
+    )
+    assert used_of(api) == "3"
+
+
+def test_a_conflict_is_re_read_and_retried(api: FakeAPIServer, lookup: ApiLookup) -> None:
+    api.faults.conflict_next(2, resource="federatedquotas")
+    assert lookup.reserve(reservation("1")) is None
+    assert lookup.conflicts == 2
+    assert used_of(api) == "2"
+
+
+def test_a_stale_cache_never_admits_past_the_limit(api: FakeAPIServer, lookup: ApiLookup) -> None:
+    with_status(api, "4")  # written behind the cache's back, as another replica would
+    assert lookup.reserve(reservation("1"), deadline=time.monotonic() + 5) is not None
+    assert used_of(api) == "4"
+
+
+def test_a_deleted_quota_needs_no_reservation(api: FakeAPIServer, lookup: ApiLookup) -> None:
+    api.delete("tmc.kcp.io/v1alpha1", "federatedquotas", "team-a", "default")
+    assert eventually(lambda: lookup.get(FEDERATED_QUOTA, "team-a", "default") is None)
+    assert lookup.reserve(reservation("1")) is None
+
+
+def test_the_deadline_bounds_a_reservation(api: FakeAPIServer, lookup: ApiLookup) -> None:
+    api.faults.conflict_next(1000, resource="federatedquotas")
+    with pytest.raises(ReservationTimeout):
+        lookup.reserve(reservation("1"), deadline=time.monotonic() + 0.3)
+    api.faults.clear()
+    with pytest.raises(ReservationTimeout):
+        lookup.reserve(reservation("1"), deadline=time.monotonic() - 1)
+
+
+def test_an_unusable_kubeconfig_is_named(tmp_path: Any) -> None:
+    bad = tmp_path / "kubeconfig"
+    bad.write_text("clusters: 7\n")
+    with pytest.raises(ValueError, match=f"kubeconfig {bad}"):
+        ApiLookup.from_kubeconfig(str(bad))
+    with pytest.raises(ValueError, match="in-cluster configuration"):
+        ApiLookup.in_cluster()
+
+
+# --- through the app --------------------------------------------------------------------------------
+
+
+def pod_review(uid: str, cpu: str, *, dry_run: bool = False) -> dict[str, Any]:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"p-{uid}", "namespace": "default"},
+        "spec": {"containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": cpu}}}]},
+    }
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "operation": "CREATE",
+            "namespace": "default",
+            "name": pod["metadata"]["name"],
+            "object": pod,
+            "oldObject": None,
+            "dryRun": dry_run,
+            "userInfo": {"username": "alice"},
+        },
+    }
+
+
+def review(app: Flask, body: dict[str, Any]) -> dict[str, Any]:
+    response = app.test_client().post("/validate", json=body)
+    assert response.status_code == 200
+    answer: dict[str, Any] = response.get_json()["response"]
+    return answer
+
+
+def test_the_app_reserves_admitted_use_and_skips_dry_runs(
+    api: FakeAPIServer, make_app: Callable[..., Flask]
+) -> None:
+    app = make_app(kubeconfig=api.kubeconfig_path)
+    assert review(app, pod_review("a", "2"))["allowed"] is True
+    assert used_of(api) == "3"
+    assert review(app, pod_review("b", "1", dry_run=True))["allowed"] is True
+    assert used_of(api) == "3"
+    denied = review(app, pod_review("c", "2"))
+    assert denied["allowed"] is False
+    assert denied["status"]["code"] == 403
+    assert denied["status"]["reason"] == "QuotaExceeded"
+    assert denied["status"]["message"].startswith(
+        "[quota-enforcement] spec.containers: exceeded quota: team-a, requested: requests.cpu=2, "
+        "used: requests.cpu=3, limited: requests.cpu=4"
+    )
+
+
+def test_a_reservation_that_lost_the_race_is_denied(
+    api: FakeAPIServer, make_app: Callable[..., Flask]
+) -> None:
+    cache = ApiLookup.from_kubeconfig(api.kubeconfig_path).start(wait=10)
+    try:
+        app = make_app(lookup=cache)
+        cache.close()  # the cache keeps what it holds: used 1 of 4
+        with_status(api, "3")  # another replica admitted 2 meanwhile
+        denied = review(app, pod_review("d", "2"))
+        assert denied["status"]["reason"] == "QuotaExceeded"
+        assert "used: requests.cpu=3, limited: requests.cpu=4" in denied["status"]["message"]
+    finally:
+        cache.close()
+
+
+@pytest.mark.parametrize(
+    ("failure_mode", "allowed"), [("fail", False), ("ignore", True)], ids=["fail-closed", "fail-open"]
+)
+def test_a_reservation_that_cannot_be_written_follows_the_failure_mode(
+    api: FakeAPIServer, make_app: Callable[..., Flask], tmp_path: Any, failure_mode: str, allowed: bool
+) -> None:
+    config = tmp_path / "policies.yaml"
+    config.write_text(f"policies:\n  quota-enforcement: {{failureMode: {failure_mode}}}\n")
+    app = make_app(kubeconfig=api.kubeconfig_path, engine_config=str(config))
+    cache = app.extensions["kcp_tmc.webhook"].service.lookup
+    assert isinstance(cache, ApiLookup)
+    original = cache.http.json
+
+    def failing(method: str, path: str, **kwargs: Any) -> Any:
+        if method == "PUT":
+            raise ApiCallError(f"PUT {path}: 503 unavailable", 503)
+        return original(method, path, **kwargs)
+
+    cache.http.json = failing  # type: ignore[method-assign]
+    answer = review(app, pod_review("e", "1"))
+    assert answer["allowed"] is allowed
+    error = (
+        "cannot reserve quota default/team-a: ApiCallError: PUT "
+        "/apis/tmc.kcp.io/v1alpha1/namespaces/default/federatedquotas/team-a/status: 503 unavailable"
+    )
+    if allowed:
+        assert answer["warnings"] == [f"[quota-enforcement] policy failed and was ignored: {error}"]
+    else:
+        assert answer["status"] == {
+            "code": 500,
+            "reason": "InternalError",
+            "message": f"[quota-enforcement] policy failed: {error}",
+        }
+    assert used_of(api) == "1"
+
+
+def test_a_bad_kubeconfig_setting_is_refused(make_app: Callable[..., Flask], tmp_path: Any) -> None:
+    with pytest.raises(WebhookConfigError, match="kubeconfig: kubeconfig"):
+        make_app(kubeconfig=str(tmp_path / "missing"))
+    with pytest.raises(WebhookConfigError, match="lookup_staleness must be more than 0"):
+        make_app(lookup_staleness=0)
