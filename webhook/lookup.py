@@ -13,8 +13,8 @@ policy fails and its failure mode decides, within the review's deadline (the eng
 
 A reservation is written with optimistic concurrency, as Kubernetes' quota admission does: start
 from the cached quota, check the reservation against its status
-(:func:`kcp_tmc.policies.quota.apply_reservation`), ``PUT`` the new status with the quota's
-``resourceVersion``; on ``409 Conflict`` re-read it live and try again, until it fits or is
+(:func:`kcp_tmc.policies.quota.apply_reservation`), write the new status (a merge patch carrying the quota's
+``resourceVersion`` as its precondition); on ``409 Conflict`` re-read it live and try again, until it fits or is
 denied, or the deadline passes.  So any number of webhook processes never admit more than a
 quota, whatever their caches show.  The writes are blocking calls of the worker's thread, which
 is why a review with a reservation takes one apiserver round trip or more.
@@ -84,13 +84,19 @@ class _Http:
         self.host: str = configuration.host
 
     def _call(
-        self, method: str, path: str, query: Mapping[str, str] | None, body: Any, timeout: float
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        body: Any,
+        timeout: float,
+        content_type: str = "application/json",
     ) -> Any:
         if query:
             path = f"{path}?{urlencode(query)}"
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         _, url, headers, _, _ = self.api.param_serialize(
             method=method, resource_path=path, header_params=headers, auth_settings=["BearerToken"]
         )
@@ -109,8 +115,9 @@ class _Http:
         query: Mapping[str, str] | None = None,
         body: Any = None,
         timeout: float,
+        content_type: str = "application/json",
     ) -> Any:
-        response = self._call(method, path, query, body, timeout)
+        response = self._call(method, path, query, body, timeout, content_type)
         try:
             data = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -140,6 +147,8 @@ class _Http:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiCallError(f"watch {path}: {exc}") from exc
         finally:
+            # A watch connection may still be streaming: never hand it back to the pool.
+            response.response.close()
             response.response.release_conn()
 
     def close(self) -> None:
@@ -403,10 +412,18 @@ class ApiLookup:
                     return denial
                 quota = None  # the cache may be behind a release: decide on the live object
                 continue
-            body = {**quota, "status": status}
+            # A merge patch of the status alone, with the resourceVersion as its precondition.
+            version = (quota.get("metadata") or {}).get("resourceVersion")
+            body = {"metadata": {"resourceVersion": version}, "status": status}
             path = _path(rtype, reservation.namespace, reservation.name, "status")
             try:
-                written = self.http.json("PUT", path, body=body, timeout=self._budget(deadline))
+                written = self.http.json(
+                    "PATCH",
+                    path,
+                    body=body,
+                    timeout=self._budget(deadline),
+                    content_type="application/merge-patch+json",
+                )
             except ApiCallError as exc:
                 if exc.status != 409:
                     raise
@@ -421,6 +438,6 @@ class ApiLookup:
         if deadline is None:
             return self.request_timeout
         left = deadline - self.clock()
-        if left <= 0:
+        if left <= 0.005:  # too little left for a round trip
             raise ReservationTimeout("the review's deadline passed before the quota could be written")
         return min(left, self.request_timeout)

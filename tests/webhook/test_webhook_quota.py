@@ -237,15 +237,15 @@ def test_a_reservation_that_cannot_be_written_follows_the_failure_mode(
     original = cache.http.json
 
     def failing(method: str, path: str, **kwargs: Any) -> Any:
-        if method == "PUT":
-            raise ApiCallError(f"PUT {path}: 503 unavailable", 503)
+        if method == "PATCH":
+            raise ApiCallError(f"PATCH {path}: 503 unavailable", 503)
         return original(method, path, **kwargs)
 
     cache.http.json = failing  # type: ignore[method-assign]
     answer = review(app, pod_review("e", "1"))
     assert answer["allowed"] is allowed
     error = (
-        "cannot reserve quota default/team-a: ApiCallError: PUT "
+        "cannot reserve quota default/team-a: ApiCallError: PATCH "
         "/apis/tmc.kcp.io/v1alpha1/namespaces/default/federatedquotas/team-a/status: 503 unavailable"
     )
     if allowed:

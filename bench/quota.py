@@ -1,0 +1,250 @@
+"""Benchmark of quota admission (``make bench``; not a test).
+
+One ``tmc-webhook`` (one worker, pinned to core 0) with ``--kubeconfig`` of a fake API server
+(its own process, on core 1 with the load generator) that holds a FederatedQuota in namespace
+``team-a``, large enough never to fill.  ``h2load --h1`` posts three Deployment-create reviews to
+``/validate`` of the same server, side by side in the same run:
+
+(a) a create in ``team-a``: checked against the quota and reserved (one ``PUT`` of the quota's
+    status per review, no conflicts: one worker);
+(b) the same create as a dry run: checked, nothing written;
+(c) the same create in namespace ``free``, which no quota constrains (the baseline).
+
+Closed loop at 1 and 10 connections.  Per point: req/s, p50 and p99 and CPU per review of the
+webhook's process tree; the report gives (a) and (b) against (c) as differences and ratios.
+Target: the quota check adds under 5 ms p99 without conflicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from bench.webhook import (
+    LOAD_CORE,
+    ROOT,
+    Point,
+    Target,
+    ensure_tool,
+    fmt,
+    free_port,
+    log,
+    measure,
+    running,
+)
+
+CLOSED = (1, 10)
+QUOTA_NAMESPACE, FREE_NAMESPACE = "team-a", "free"
+
+
+def deployment_review(namespace: str, *, dry_run: bool) -> dict[str, Any]:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace, "labels": {"app": "web"}},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "nginx:1.27",
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "128Mi"},
+                                "limits": {"cpu": "500m", "memory": "256Mi"},
+                            },
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "6f1c2d3e-0000-4000-8000-00000000a001",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "operation": "CREATE",
+            "namespace": namespace,
+            "name": "web",
+            "object": deployment,
+            "oldObject": None,
+            "dryRun": dry_run,
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+        },
+    }
+
+
+@contextlib.contextmanager
+def fake_apiserver(tmp: Path) -> Iterator[str]:
+    """The fake API server in its own process on the load core; yields its kubeconfig path."""
+    kubeconfig = tmp / "fake-kubeconfig"
+    cmd = [
+        "taskset",
+        "-c",
+        LOAD_CORE,
+        sys.executable,
+        "-m",
+        "kcp_tmc.testing.apiserver",
+        "--port",
+        str(free_port()),
+        "--kubeconfig",
+        str(kubeconfig),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=str(ROOT)
+    )
+    try:
+        assert proc.stdout is not None
+        json.loads(proc.stdout.readline())  # announced once it serves
+        yield str(kubeconfig)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def seed(kubeconfig: str) -> None:
+    """The FederatedQuota of ``team-a`` (and its namespace), with status."""
+    from kubernetes import client, config
+
+    from kcp_tmc.testing.crds import crd
+
+    api = config.new_client_from_config(config_file=kubeconfig)
+    with api:
+        client.ApiextensionsV1Api(api).create_custom_resource_definition(crd("federatedquotas.tmc.kcp.io"))
+        core = client.CoreV1Api(api)
+        for name in (QUOTA_NAMESPACE, FREE_NAMESPACE):
+            core.create_namespace({"metadata": {"name": name}})
+        objects = client.CustomObjectsApi(api)
+        overall = {"requests.cpu": "1000000", "limits.memory": "1000000Gi", "pods": "100000000"}
+        quota = {
+            "apiVersion": "tmc.kcp.io/v1alpha1",
+            "kind": "FederatedQuota",
+            "metadata": {"name": "team-a", "namespace": QUOTA_NAMESPACE},
+            "spec": {"overall": overall},
+        }
+        stored = objects.create_namespaced_custom_object(
+            "tmc.kcp.io", "v1alpha1", QUOTA_NAMESPACE, "federatedquotas", quota
+        )
+        stored["status"] = {"overall": overall, "overallUsed": dict.fromkeys(overall, "0")}
+        objects.replace_namespaced_custom_object_status(
+            "tmc.kcp.io", "v1alpha1", QUOTA_NAMESPACE, "federatedquotas", "team-a", stored
+        )
+
+
+def report(rows: dict[str, dict[str, Point]]) -> str:
+    titles = {
+        "a": "(a) quota + reservation",
+        "b": "(b) quota check, dry run",
+        "c": "(c) no quota (baseline)",
+    }
+    width = 34
+    lines = ["", "Quota admission benchmark: req/s  p50 ms  p99 ms  CPU ms/review (server on 1 core)", ""]
+    lines.append("point".ljust(14) + "".join(t.ljust(width) for t in titles.values()))
+    lines.append("-" * (14 + width * len(titles)))
+    for name, points in rows.items():
+        lines.append(name.ljust(14) + "".join(fmt(points.get(k)).ljust(width) for k in titles))
+    lines += ["", "Against the baseline (c), same run:"]
+    for name, points in rows.items():
+        base = points.get("c")
+        for key in ("a", "b"):
+            p = points.get(key)
+            if p is None or base is None:
+                continue
+            lines.append(
+                f"  {name:12} {titles[key]:26} p99 +{p.p99 - base.p99:6.2f} ms (x{p.p99 / base.p99:4.2f}), "
+                f"CPU/review +{p.cpu_ms - base.cpu_ms:6.3f} ms (x{p.cpu_ms / base.cpu_ms:4.2f})"
+            )
+    worst = max(
+        (points["a"].p99 - points["c"].p99 for points in rows.values() if "a" in points and "c" in points),
+        default=None,
+    )
+    verdict = "n/a " if worst is None else ("PASS" if worst < 5 else "MISS")
+    lines += [
+        "",
+        f"  {verdict}  quota check adds < 5 ms p99 without conflicts: "
+        + ("not measured" if worst is None else f"+{worst:.2f} ms at worst"),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    h2 = ensure_tool("h2load", ["nghttp2-client"])
+    if h2 is None:
+        log("h2load is missing and cannot be installed (apt-get install nghttp2-client): no benchmark")
+        return 1
+    from kcp_tmc.certs.generate import generate_dir
+
+    ram = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+    with tempfile.TemporaryDirectory(prefix="tmc-bench-quota-") as tmpdir:
+        tmp = Path(tmpdir)
+        certs = tmp / "certs"
+        generate_dir(certs, service="tmc-webhook", namespace="tmc-system", ips=["127.0.0.1"])
+        bodies = {}
+        for key, namespace, dry_run in (
+            ("a", QUOTA_NAMESPACE, False),
+            ("b", QUOTA_NAMESPACE, True),
+            ("c", FREE_NAMESPACE, False),
+        ):
+            bodies[key] = tmp / f"review-{key}.json"
+            bodies[key].write_text(
+                json.dumps(deployment_review(namespace, dry_run=dry_run), separators=(",", ":"))
+            )
+        with fake_apiserver(tmp) as kubeconfig:
+            seed(kubeconfig)
+            port = free_port()
+            server = Target(
+                "q",
+                "tmc-webhook",
+                f"https://127.0.0.1:{port}/validate?timeout=10s",
+                [
+                    sys.executable,
+                    "-m",
+                    "kcp_tmc.webhook.cli",
+                    "--workers",
+                    "1",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--cert-file",
+                    str(certs / "tls.crt"),
+                    "--key-file",
+                    str(certs / "tls.key"),
+                    "--kubeconfig",
+                    kubeconfig,
+                ],
+            )
+            rows: dict[str, dict[str, Point]] = {}
+            with running(server, tmp):
+                for conns in CLOSED:
+                    name = f"closed c={conns}"
+                    rows[name] = {}
+                    for key, body in bodies.items():
+                        point = measure(h2, server, body, ram, conns, None)
+                        rows[name][key] = point
+                        log(f"   {name:12} ({key}) {fmt(point)}")
+        print(report(rows))
+        print(
+            f"\nLoad: h2load --h1 on core {LOAD_CORE} (with the fake API server); webhook on core 0, one "
+            "worker; CPU = utime+stime of the webhook's process tree over the measured run / reviews."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
