@@ -274,7 +274,9 @@ class ServedWebhook:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The MutatingWebhookConfiguration and ValidatingWebhookConfiguration :meth:`register` creates.
 
-        Both are called ``name``; ``rules`` default to :func:`tmc_rules`.  Raises
+        Both are called ``name``; ``rules`` default to :func:`tmc_rules`.  ``sideEffects`` is
+        ``NoneOnDryRun`` when a served policy with side effects (quota reservations) handles a
+        resource the rules cover, else ``None``.  Raises
         :class:`ValueError` for a failure policy or timeout the apiserver would refuse.
         """
         if failure_policy not in ("Fail", "Ignore"):
@@ -286,6 +288,8 @@ class ServedWebhook:
                 f"timeout_seconds must be between 1 and 30 (the apiserver's limits), got {timeout_seconds}"
             )
         chosen = tmc_rules() if rules is None else [copy.deepcopy(dict(r)) for r in rules]
+        # A policy that writes (quota reservations) skips dry runs: the apiserver must be told so.
+        side_effects = "NoneOnDryRun" if self._writes_for(chosen) else "None"
 
         def webhook(hook_name: str, path: str) -> dict[str, Any]:
             return {
@@ -293,7 +297,7 @@ class ServedWebhook:
                 "clientConfig": self.client_config(path),
                 "rules": copy.deepcopy(chosen),
                 "failurePolicy": failure_policy,
-                "sideEffects": "None",
+                "sideEffects": side_effects,
                 "admissionReviewVersions": ["v1", "v1beta1"],
                 "timeoutSeconds": timeout_seconds,
             }
@@ -310,6 +314,23 @@ class ServedWebhook:
             configuration("MutatingWebhookConfiguration", webhook(MUTATING_WEBHOOK, "/mutate")),
             configuration("ValidatingWebhookConfiguration", webhook(VALIDATING_WEBHOOK, "/validate")),
         )
+
+    def _writes_for(self, rules: Sequence[Mapping[str, Any]]) -> bool:
+        """True when a served policy with side effects handles a resource the rules cover."""
+        state = self.app.extensions.get("kcp_tmc.webhook")
+        if state is None:
+            return False
+        for policy in state.engine.policies:
+            if not policy.side_effects:
+                continue
+            for rtype in policy.kinds:
+                for rule in rules:
+                    groups, resources = rule.get("apiGroups") or (), rule.get("resources") or ()
+                    if (rtype.group in groups or "*" in groups) and (
+                        rtype.plural in resources or "*" in resources
+                    ):
+                        return True
+        return False
 
     def register(
         self,

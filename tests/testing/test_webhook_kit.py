@@ -636,3 +636,16 @@ def test_recorder_passes_odd_requests_through_untouched() -> None:
     recorder(environ, None)
     assert seen[-1] == b"{}"
     assert list(recorder.calls) == [WebhookCall("/mutate", "", "", "", "", "", False)]
+
+
+def test_configurations_declare_no_side_effects_on_dry_run_when_quota_is_reserved() -> None:
+    pods = [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}]
+    with serve_webhook(policies=["quota-enforcement", "synctarget-validation"]) as webhook:
+        _, validating_config = webhook.configurations(rules=pods)
+        assert validating_config["webhooks"][0]["sideEffects"] == "NoneOnDryRun"
+        _, validating_config = webhook.configurations(
+            rules=[{**pods[0], "apiGroups": ["*"], "resources": ["*"]}]
+        )
+        assert validating_config["webhooks"][0]["sideEffects"] == "NoneOnDryRun"
+        _, validating_config = webhook.configurations()  # the TMC kinds: no quota reservations
+        assert validating_config["webhooks"][0]["sideEffects"] == "None"
