@@ -13,11 +13,11 @@ policy fails and its failure mode decides, within the review's deadline (the eng
 
 A reservation is written with optimistic concurrency, as Kubernetes' quota admission does: start
 from the cached quota, check the reservation against its status
-(:func:`kcp_tmc.policies.quota.apply_reservation`), write the new status (a merge patch carrying the quota's
-``resourceVersion`` as its precondition); on ``409 Conflict`` re-read it live and try again, until it fits or is
-denied, or the deadline passes.  So any number of webhook processes never admit more than a
-quota, whatever their caches show.  The writes are blocking calls of the worker's thread, which
-is why a review with a reservation takes one apiserver round trip or more.
+(:func:`kcp_tmc.policies.quota.apply_reservation`), write the new status (a merge patch carrying the
+quota's ``resourceVersion`` as its precondition); on ``409 Conflict`` re-read it live and try again,
+until it fits or is denied, or the deadline passes. So any number of webhook processes never admit
+more than a quota, whatever their caches show. The writes are blocking calls of the worker's thread,
+which is why a review with a reservation takes one apiserver round trip or more.
 """
 
 from __future__ import annotations

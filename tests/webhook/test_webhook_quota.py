@@ -113,7 +113,8 @@ def test_a_reservation_adds_to_the_status(api: FakeAPIServer, lookup: ApiLookup)
     denial = lookup.reserve(reservation("2"))
     assert denial is not None
     assert str(denial).startswith(
-        "spec: exceeded quota: team-a, requested: requests.cpu=2, used: requests.cpu=3, limited: requests.cpu=4"
+        "spec: exceeded quota: team-a, requested: requests.cpu=2, used: requests.cpu=3, "
+        "limited: requests.cpu=4"
     )
     assert used_of(api) == "3"
 
