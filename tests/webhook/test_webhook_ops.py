@@ -376,6 +376,24 @@ def test_cli_refuses_a_bad_pair_in_process(
     logger.setLevel(logging.NOTSET)
 
 
+def test_cli_refuses_a_missing_kubeconfig(
+    tmp_path: Path, cert_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kcp_tmc.webhook.cli import main
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "unchanged")
+    missing = tmp_path / "kubeconfig"
+    args = ["--cert-file", str(cert_dir / "tls.crt"), "--key-file", str(cert_dir / "tls.key")]
+    code = main([*args, "--kubeconfig", str(missing), "--metrics-dir", str(tmp_path / "m")])
+    assert code == 2
+    assert f"tmc-webhook: error: --kubeconfig {missing}: no such file" in capsys.readouterr().err
+    logger = logging.getLogger("kcp_tmc")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
 # --- worker helpers -----------------------------------------------------------------------------
 
 
