@@ -32,11 +32,12 @@ from bench.webhook import (
     ROOT,
     Point,
     Target,
-    ensure_tool,
     fmt,
     free_port,
     log,
     measure,
+    ram_dir,
+    require_h2load,
     running,
 )
 
@@ -185,13 +186,12 @@ def report(rows: dict[str, dict[str, Point]]) -> str:
 
 
 def main() -> int:
-    h2 = ensure_tool("h2load", ["nghttp2-client"])
+    h2 = require_h2load()
     if h2 is None:
-        log("h2load is missing and cannot be installed (apt-get install nghttp2-client): no benchmark")
         return 1
     from kcp_tmc.certs.generate import generate_dir
 
-    ram = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+    ram = ram_dir()
     with tempfile.TemporaryDirectory(prefix="tmc-bench-quota-") as tmpdir:
         tmp = Path(tmpdir)
         certs = tmp / "certs"

@@ -102,6 +102,19 @@ def ensure_tool(binary: str, packages: list[str]) -> str | None:
     return shutil.which(binary) or (f"/usr/sbin/{binary}" if os.path.exists(f"/usr/sbin/{binary}") else None)
 
 
+def require_h2load() -> str | None:
+    """The path of h2load (installed when missing and possible); says why not when it cannot be had."""
+    h2 = ensure_tool("h2load", ["nghttp2-client"])
+    if h2 is None:
+        log("h2load is missing and cannot be installed (apt-get install nghttp2-client): no benchmark")
+    return h2
+
+
+def ram_dir() -> Path:
+    """Where h2load's per-request logs go: a RAM disk when there is one, so that they cost no I/O."""
+    return Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -484,9 +497,8 @@ def report(ts: list[Target], extra: str) -> str:
 
 
 def main() -> int:
-    h2 = ensure_tool("h2load", ["nghttp2-client"])
+    h2 = require_h2load()
     if h2 is None:
-        log("h2load is missing and cannot be installed (apt-get install nghttp2-client): no benchmark")
         return 1
     nginx = ensure_tool("nginx", ["nginx-light", "nginx"])
     try:
@@ -500,7 +512,7 @@ def main() -> int:
         log("nginx is missing and cannot be installed: peer (d) left out")
     from kcp_tmc.certs.generate import generate_dir
 
-    ram = Path("/dev/shm") if os.path.isdir("/dev/shm") else Path(tempfile.gettempdir())
+    ram = ram_dir()
     with tempfile.TemporaryDirectory(prefix="tmc-bench-") as tmpdir:
         tmp = Path(tmpdir)
         certs = tmp / "certs"

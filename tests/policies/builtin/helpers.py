@@ -37,13 +37,20 @@ def build_request(
     settings: Mapping[str, Any] | None = None,
     lookup_objects: Sequence[dict[str, Any]] = (),
     name: str = "",
+    namespace: str = "",
+    kind: tuple[str, str] | None = None,
 ) -> PolicyRequest:
-    """A PolicyRequest as the engine would build it; the operation follows from obj/old when not given."""
+    """A PolicyRequest as the engine would build it; the operation follows from obj/old when not given.
+
+    ``kind`` is the request's ``(group, kind)`` when it is not ``rtype``'s (a ``scale`` write).
+    """
     if operation is None:
         operation = "CREATE" if old is None else ("DELETE" if obj is None else "UPDATE")
     request: AdmissionRequest = {
         "uid": "test-uid",
-        "kind": {"group": rtype.group, "version": rtype.version, "kind": rtype.kind},
+        "kind": {"group": kind[0], "version": "v1", "kind": kind[1]}
+        if kind
+        else {"group": rtype.group, "version": rtype.version, "kind": rtype.kind},
         "resource": {"group": rtype.group, "version": rtype.version, "resource": rtype.plural},
         "operation": operation,
         "name": name,
@@ -53,6 +60,8 @@ def build_request(
     }
     if sub_resource:
         request["subResource"] = sub_resource
+    if namespace:
+        request["namespace"] = namespace
     return PolicyRequest(
         request=request,
         object=obj,

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
 from kcp_tmc.policies import REGISTRY, PolicyRequest, PolicyType, StaticLookup
-from kcp_tmc.policies.admission import AdmissionRequest
 from kcp_tmc.policies.builtin.quotaenforcement import quota_enforcement
 from kcp_tmc.policies.engine import Engine
 from kcp_tmc.policies.keys import state_label, sync_target_key
-from kcp_tmc.policies.kinds import FEDERATED_QUOTA, RESOURCE_QUOTA
+from kcp_tmc.policies.kinds import FEDERATED_QUOTA, RESOURCE_QUOTA, ResourceType
 from kcp_tmc.policies.policy import Reservation
 from kcp_tmc.policies.quantities import Quantity, parse_quantity
 from kcp_tmc.policies.quota import QUOTA_EXCEEDED, apply_reservation, binding_quotas
 from kcp_tmc.policies.registry import Registry
-from tests.policies.builtin.helpers import messages
+from tests.policies.builtin.helpers import build_request, messages
 
 CLUSTER = "root:org:ws"
 FIX = "lower the request or raise spec.overall of FederatedQuota default/team-a"
@@ -81,39 +81,23 @@ def request(
     plural: str,
     obj: dict[str, Any] | None,
     old: dict[str, Any] | None = None,
-    objects: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    objects: Sequence[dict[str, Any]] = (),
     *,
     namespace: str = "default",
     sub_resource: str = "",
     kind: tuple[str, str] | None = None,
 ) -> PolicyRequest:
-    group = GROUPS.get(plural, "")
-    group_kind = kind or (group, KINDS.get(plural, "Pod"))
-    operation = "CREATE" if old is None else "UPDATE"
-    admission: AdmissionRequest = {
-        "uid": "u",
-        "kind": {"group": group_kind[0], "version": "v1", "kind": group_kind[1]},
-        "resource": {"group": group, "version": "v1", "resource": plural},
-        "operation": operation,
-        "namespace": namespace,
-        "name": (obj or old or {}).get("metadata", {}).get("name", ""),
-        "object": obj,
-        "oldObject": old,
-        "userInfo": {"username": "alice"},
-    }
-    if sub_resource:
-        admission["subResource"] = sub_resource
-    return PolicyRequest(
-        request=admission,
-        object=obj,
-        old_object=old,
-        operation=operation,
+    rtype = ResourceType(GROUPS.get(plural, ""), "v1", KINDS.get(plural, "Pod"), plural, namespaced=True)
+    return build_request(
+        rtype,
+        obj,
+        old,
         sub_resource=sub_resource,
-        dry_run=False,
-        user={"username": "alice"},
         cluster=CLUSTER,
-        lookup=StaticLookup(list(objects)),
-        settings={},
+        lookup_objects=objects,
+        name=(obj or old or {}).get("metadata", {}).get("name", ""),
+        namespace=namespace,
+        kind=kind,
     )
 
 
