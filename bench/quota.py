@@ -1,8 +1,10 @@
 """Benchmark of quota admission (``make bench``; not a test).
 
-One ``tmc-webhook`` (one worker, pinned to core 0) with ``--kubeconfig`` of a fake API server
-(its own process, on core 1 with the load generator) that holds a FederatedQuota in namespace
-``team-a``, large enough never to fill.  ``h2load --h1`` posts three Deployment-create reviews to
+One ``tmc-webhook`` (one worker, pinned to core 0) with ``--kubeconfig`` of an API server (on
+core 1 with the load generator) that holds a FederatedQuota in namespace ``team-a``, large enough
+never to fill: the fake API server in its own process, and also a real kube-apiserver (etcd and
+kube-apiserver from ``KUBEBUILDER_ASSETS``) when that is set, since the reservation's cost is
+mostly the apiserver's answer.  ``h2load --h1`` posts three Deployment-create reviews to
 ``/validate`` of the same server, side by side in the same run:
 
 (a) a create in ``team-a``: checked against the quota and reserved (one ``PUT`` of the quota's
@@ -120,6 +122,23 @@ def fake_apiserver(tmp: Path) -> Iterator[str]:
             proc.wait(5)
 
 
+@contextlib.contextmanager
+def real_apiserver() -> Iterator[str]:
+    """etcd and kube-apiserver from KUBEBUILDER_ASSETS on the load core; yields the kubeconfig path."""
+    from kcp_tmc.testing.envtest import RealAPIServer
+
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {int(LOAD_CORE)})  # the servers it starts inherit the load core
+    try:
+        server = RealAPIServer().start()
+    finally:
+        os.sched_setaffinity(0, mine)
+    try:
+        yield server.kubeconfig_path
+    finally:
+        server.stop()
+
+
 def seed(kubeconfig: str) -> None:
     """The FederatedQuota of ``team-a`` (and its namespace), with status."""
     from kubernetes import client, config
@@ -185,6 +204,44 @@ def report(rows: dict[str, dict[str, Point]]) -> str:
     return "\n".join(lines)
 
 
+def measure_against(
+    h2: str, kubeconfig: str, certs: Path, tmp: Path, bodies: dict[str, Path], ram: Path
+) -> dict[str, dict[str, Point]]:
+    """The three reviews at each point, through one webhook on the API server of ``kubeconfig``."""
+    seed(kubeconfig)
+    port = free_port()
+    server = Target(
+        "q",
+        "tmc-webhook",
+        f"https://127.0.0.1:{port}/validate?timeout=10s",
+        [
+            sys.executable,
+            "-m",
+            "kcp_tmc.webhook.cli",
+            "--workers",
+            "1",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--cert-file",
+            str(certs / "tls.crt"),
+            "--key-file",
+            str(certs / "tls.key"),
+            "--kubeconfig",
+            kubeconfig,
+        ],
+    )
+    rows: dict[str, dict[str, Point]] = {}
+    with running(server, tmp):
+        for conns in CLOSED:
+            name = f"closed c={conns}"
+            rows[name] = {}
+            for key, body in bodies.items():
+                point = measure(h2, server, body, ram, conns, None)
+                rows[name][key] = point
+                log(f"   {name:12} ({key}) {fmt(point)}")
+    return rows
+
+
 def main() -> int:
     h2 = require_h2load()
     if h2 is None:
@@ -206,41 +263,19 @@ def main() -> int:
             bodies[key].write_text(
                 json.dumps(deployment_review(namespace, dry_run=dry_run), separators=(",", ":"))
             )
-        with fake_apiserver(tmp) as kubeconfig:
-            seed(kubeconfig)
-            port = free_port()
-            server = Target(
-                "q",
-                "tmc-webhook",
-                f"https://127.0.0.1:{port}/validate?timeout=10s",
-                [
-                    sys.executable,
-                    "-m",
-                    "kcp_tmc.webhook.cli",
-                    "--workers",
-                    "1",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--cert-file",
-                    str(certs / "tls.crt"),
-                    "--key-file",
-                    str(certs / "tls.key"),
-                    "--kubeconfig",
-                    kubeconfig,
-                ],
-            )
-            rows: dict[str, dict[str, Point]] = {}
-            with running(server, tmp):
-                for conns in CLOSED:
-                    name = f"closed c={conns}"
-                    rows[name] = {}
-                    for key, body in bodies.items():
-                        point = measure(h2, server, body, ram, conns, None)
-                        rows[name][key] = point
-                        log(f"   {name:12} ({key}) {fmt(point)}")
-        print(report(rows))
+        apis = [("fake API server", fake_apiserver(tmp))]
+        if os.environ.get("KUBEBUILDER_ASSETS"):
+            apis.append(("kube-apiserver", real_apiserver()))
+        else:
+            log("KUBEBUILDER_ASSETS is not set: measured against the fake API server only")
+        tables = []
+        for title, api in apis:
+            with api as kubeconfig:
+                rows = measure_against(h2, kubeconfig, certs, tmp, bodies, ram)
+            tables.append(f"\n=== against the {title}" + report(rows))
+        print("\n".join(tables))
         print(
-            f"\nLoad: h2load --h1 on core {LOAD_CORE} (with the fake API server); webhook on core 0, one "
+            f"\nLoad: h2load --h1 on core {LOAD_CORE} (with the API server); webhook on core 0, one "
             "worker; CPU = utime+stime of the webhook's process tree over the measured run / reviews."
         )
     return 0

@@ -205,6 +205,8 @@ class _Informer:
                     version = renewed
             except Exception as exc:  # keep the cache alive through any outage; reads go live meanwhile
                 self.watching = False
+                if self.stopping.is_set():
+                    return
                 log.warning("cache of %s: %s; retrying in %.1fs", self.rtype.plural, exc, backoff)
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
