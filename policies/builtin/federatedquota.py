@@ -7,7 +7,9 @@ name and every quantity valid and non-negative (whole for counts); each static a
 a valid SyncTarget, once; every assigned resource is present in ``spec.overall``; per resource
 the static assignments sum to at most ``spec.overall``.  Resource names compare by meaning
 (``cpu`` is ``requests.cpu``).  An UPDATE that lowers a limit below the use the status reports
-is allowed, with a warning that says by how much use exceeds it.
+is allowed, with a warning that says by how much use exceeds it.  Writes of the ``status``
+subresource have their resource lists checked the same way, and each
+``status.aggregatedStatus[].syncTarget`` must be a valid name.
 
 ``resourcequota-validation`` checks kcp's cluster-scoped quota annotation
 (``experimental.quota.kcp.io/cluster-scoped``) on core ResourceQuotas: it must read as a Go
@@ -135,10 +137,29 @@ def _by_meaning(values: Mapping[str, Quantity]) -> dict[str, tuple[str, Quantity
     return {canonical_resource(k): (k, v) for k, v in values.items()}
 
 
+def _status_errors(value: object) -> list[FieldError]:
+    """The errors of a FederatedQuota's status: its resource lists, and each target's name."""
+    errs: list[FieldError] = []
+    status = as_map(value, "status", errs) or {}
+    for field in ("overall", "overallUsed"):
+        _resource_list(status.get(field), f"status.{field}", errs)
+    path = "status.aggregatedStatus"
+    for at, entry in as_objects(status.get("aggregatedStatus"), path, errs, "an object with syncTarget"):
+        target, target_path = entry.get("syncTarget"), child(at, "syncTarget")
+        if not isinstance(target, str) or not target:
+            errs.append(required(target_path, "name the SyncTarget the entry is for"))
+        else:
+            errs.extend(invalid(target_path, target, msg) for msg in is_dns1123_subdomain(target))
+        for field in ("hard", "used"):
+            _resource_list(entry.get(field), child(at, field), errs)
+    return errs
+
+
 @validating(
     "federatedquota-validation",
     kinds=[FEDERATED_QUOTA],
     operations=["CREATE", "UPDATE"],
+    subresources=["", "status"],
     isolate=False,
 )
 def federatedquota_validation(req: PolicyRequest) -> Verdict | None:
@@ -146,6 +167,9 @@ def federatedquota_validation(req: PolicyRequest) -> Verdict | None:
     obj = req.object
     if not isinstance(obj, Mapping):
         return None
+    if req.sub_resource == "status":
+        status_errs = _status_errors(obj.get("status"))
+        return Verdict(errors=status_errs) if status_errs else None
     errs: list[FieldError] = []
     name = req.name
     if len(name) > MAX_NAME_LENGTH:

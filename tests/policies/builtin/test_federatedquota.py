@@ -46,6 +46,7 @@ def test_registered() -> None:
     assert policy.type is PolicyType.VALIDATING
     assert policy.kinds == (FEDERATED_QUOTA,)
     assert policy.operations == {"CREATE", "UPDATE"}
+    assert policy.subresources == {"", "status"}
 
 
 def test_valid_quota_is_allowed() -> None:
@@ -258,3 +259,41 @@ def test_outside_admin_the_annotation_warns_it_has_no_effect() -> None:
         "move it there or remove the annotation"
     ]
     assert rq_verdict(resource_quota("default", "false")) is None
+
+
+def validate_status(status: Any) -> list[str]:
+    obj = quota()
+    obj["status"] = status
+    return messages(
+        federatedquota_validation(build_request(FEDERATED_QUOTA, obj, quota(), sub_resource="status"))
+    )
+
+
+def test_status_writes_check_the_status_only() -> None:
+    good = {
+        "overall": {"cpu": "8"},
+        "overallUsed": {"cpu": "7500m"},
+        "aggregatedStatus": [{"syncTarget": "east", "hard": {"cpu": "4"}, "used": {"cpu": "1"}}],
+    }
+    assert validate_status(good) == []
+    broken = quota("q" * 70)  # the name is not a status write's business
+    broken["status"] = good
+    verdict = federatedquota_validation(
+        build_request(FEDERATED_QUOTA, broken, quota(), sub_resource="status")
+    )
+    assert verdict is None
+    assert validate_status(
+        {
+            "overallUsed": {"cpu": "-1", "widgets": "1"},
+            "aggregatedStatus": [{"used": {"pods": "0.5"}}, {"syncTarget": "East"}],
+        }
+    ) == [
+        'status.overallUsed[cpu]: Invalid value: "-1": must be greater than or equal to 0; '
+        "quota limits are never negative",
+        'status.overallUsed[widgets]: Invalid value: "widgets": must be a standard resource for quota; '
+        + HINT,
+        "status.aggregatedStatus[0].syncTarget: Required value: name the SyncTarget the entry is for",
+        'status.aggregatedStatus[0].used[pods]: Invalid value: "0.5": must be an integer; it counts objects',
+        f'status.aggregatedStatus[1].syncTarget: Invalid value: "East": {SUBDOMAIN_REGEX}',
+    ]
+    assert validate_status("full") == ['status: Invalid value: "full": must be an object, not a string']
