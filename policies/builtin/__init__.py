@@ -9,7 +9,7 @@ policy                             type        kind         operations          
 ``cluster-validation``             validating  Cluster      CREATE, UPDATE          "", status
 ``cluster-defaults``               mutating    Cluster      CREATE, UPDATE          ""
 ``location-validation``            validating  Location     CREATE, UPDATE          ""
-``federatedquota-validation``      validating  FedQuota     CREATE, UPDATE          ""
+``federatedquota-validation``      validating  FedQuota     CREATE, UPDATE          "", status
 ``resourcequota-validation``       validating  ResQuota     CREATE, UPDATE          ""
 ``quota-enforcement``              validating  workloads    CREATE, UPDATE          "", scale
 =================================  ==========  ===========  ======================  ==============

@@ -639,7 +639,7 @@ def test_list_shows_the_policies(run: Run, monkeypatch: pytest.MonkeyPatch) -> N
             "validating",
             "FederatedQuota",
             "CREATE,UPDATE",
-            "main",
+            "main,status",
             "enforce",
             "fail",
         ],
