@@ -265,3 +265,57 @@ def test_a_bad_kubeconfig_setting_is_refused(make_app: Callable[..., Flask], tmp
         make_app(kubeconfig=str(tmp_path / "missing"))
     with pytest.raises(WebhookConfigError, match="lookup_staleness must be more than 0"):
         make_app(lookup_staleness=0)
+
+
+def test_a_scale_write_reads_its_workload_live_and_reserves_the_difference(
+    api: FakeAPIServer, make_app: Callable[..., Flask]
+) -> None:
+    container = {"name": "app", "image": "nginx", "resources": {"requests": {"cpu": "1"}}}
+    api.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [container]}},
+            },
+        }
+    )
+    app = make_app(kubeconfig=api.kubeconfig_path)
+
+    def scale(replicas: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": "web"},
+            "spec": {"replicas": replicas},
+        }
+
+    def scale_review(uid: str, new: int, old: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": uid,
+                "kind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "subResource": "scale",
+                "operation": "UPDATE",
+                "namespace": "default",
+                "name": "web",
+                "object": scale(new),
+                "oldObject": scale(old),
+                "userInfo": {"username": "alice"},
+            },
+        }
+
+    assert review(app, scale_review("s1", 3, 1))["allowed"] is True  # +2 of 3 left
+    assert used_of(api) == "3"
+    denied = review(app, scale_review("s2", 3, 1))
+    assert denied["status"]["reason"] == "QuotaExceeded"
+    assert denied["status"]["message"].startswith(
+        "[quota-enforcement] spec.replicas: exceeded quota: team-a, requested: requests.cpu=2, "
+        "used: requests.cpu=3, limited: requests.cpu=4"
+    )
