@@ -319,3 +319,34 @@ def test_a_scale_write_reads_its_workload_live_and_reserves_the_difference(
         "[quota-enforcement] spec.replicas: exceeded quota: team-a, requested: requests.cpu=2, "
         "used: requests.cpu=3, limited: requests.cpu=4"
     )
+
+
+def test_a_lookup_that_fails_follows_the_failure_mode(
+    api: FakeAPIServer, make_app: Callable[..., Flask]
+) -> None:
+    cold = ApiLookup.from_kubeconfig(api.kubeconfig_path)  # never started: every read is live
+    app = make_app(lookup=cold)
+    api.faults.error_rate(1.0, code=500)
+    answer = review(app, pod_review("f", "1"))
+    assert answer["allowed"] is False
+    assert answer["status"]["code"] == 500
+    assert answer["status"]["message"].startswith("[quota-enforcement] policy failed: ApiCallError: GET ")
+
+
+def test_a_slow_lookup_is_cut_off_at_the_review_deadline(
+    api: FakeAPIServer, make_app: Callable[..., Flask]
+) -> None:
+    cold = ApiLookup.from_kubeconfig(api.kubeconfig_path, request_timeout=5.0)
+    app = make_app(lookup=cold)
+    api.faults.latency(3.0)
+    started = time.monotonic()
+    response = app.test_client().post("/validate?timeout=1s", json=pod_review("g", "1"))
+    elapsed = time.monotonic() - started
+    answer = response.get_json()["response"]
+    assert elapsed < 2.9  # answered before the 3 s lookup could have returned
+    assert answer["status"]["code"] == 500
+    assert (
+        "[quota-enforcement] policy failed: TimeoutError: still running when the deadline passed"
+        in (answer["status"]["message"])
+    )
+    api.faults.clear()
