@@ -892,3 +892,27 @@ def test_the_third_party_package_installs_and_loads_through_its_entry_point(tmp_
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert tests.stdout.splitlines()[-1].startswith("8 passed")
     assert time.monotonic() - started < 60
+
+
+def test_the_example_federated_quota_is_valid(run: Run) -> None:
+    code, out, err = run("evaluate", EXAMPLES / "objects" / "federatedquota.yaml")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["response"]["allowed"] is True
+
+
+def test_evaluate_checks_quota_against_resource_files(run: Run, tmp_path: Path) -> None:
+    pod = tmp_path / "pod.yaml"
+    pod.write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: big, namespace: team-a}\n"
+        'spec: {containers: [{name: app, image: nginx, resources: {requests: {cpu: "2"}}}]}\n'
+    )
+    quotas = EXAMPLES / "suites" / "quota-enforcement" / "resources" / "quotas.yaml"
+    code, out, _ = run("evaluate", pod, "--resource", quotas)
+    assert code == 1
+    assert json.loads(out)["response"]["status"] == {
+        "code": 403,
+        "reason": "QuotaExceeded",
+        "message": "[quota-enforcement] spec.containers: exceeded quota: team-a, requested: requests.cpu=2, "
+        "used: requests.cpu=7, limited: requests.cpu=8; lower the request or raise spec.overall of "
+        "FederatedQuota team-a/team-a",
+    }
