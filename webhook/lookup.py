@@ -47,6 +47,8 @@ log = logging.getLogger("kcp_tmc.webhook.lookup")
 k8s_client: Any = _k8s_client
 k8s_config: Any = _k8s_config
 
+#: Writes of one reservation before it gives up on conflicts (when no deadline stops it first).
+_MAX_ATTEMPTS = 64
 #: What the webhook caches by default: the quotas the quota policies read on every review.
 CACHED_TYPES: tuple[ResourceType, ...] = (FEDERATED_QUOTA, RESOURCE_QUOTA)
 
@@ -402,7 +404,7 @@ class ApiLookup:
         informer = self.informers.get(rtype)
         quota = self.get(rtype, reservation.name, reservation.namespace)
         live = informer is None or quota is None
-        while True:
+        for _ in range(_MAX_ATTEMPTS):
             if quota is None:
                 quota = self._live_get(rtype, reservation.name, reservation.namespace, self._budget(deadline))
                 live = True
@@ -435,6 +437,7 @@ class ApiLookup:
             if informer is not None:
                 informer.put(written)
             return None
+        raise ReservationTimeout(f"the quota's status still conflicted after {_MAX_ATTEMPTS} attempts")
 
     def _budget(self, deadline: float | None) -> float:
         if deadline is None:

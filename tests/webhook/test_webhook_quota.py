@@ -145,6 +145,9 @@ def test_the_deadline_bounds_a_reservation(api: FakeAPIServer, lookup: ApiLookup
     api.faults.clear()
     with pytest.raises(ReservationTimeout):
         lookup.reserve(reservation("1"), deadline=time.monotonic() - 1)
+    api.faults.conflict_next(1000, resource="federatedquotas")
+    with pytest.raises(ReservationTimeout, match="still conflicted after 64 attempts"):
+        lookup.reserve(reservation("1"))  # no deadline: the attempts are bounded
 
 
 def test_an_unusable_kubeconfig_is_named(tmp_path: Any) -> None:
