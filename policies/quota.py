@@ -5,7 +5,8 @@ writes their reservations.  Two kinds of quota are read the same way, as a :clas
 
 * ``tmc.kcp.io/v1alpha1`` FederatedQuota: limits in ``spec.overall`` (and per SyncTarget in
   ``spec.staticAssignments[].hard``), use in ``status.overallUsed`` (and
-  ``status.aggregatedStatus[].used``), each keyed by the names the spec writes;
+  ``status.aggregatedStatus[].used``), read by meaning (``requests.cpu`` in the status counts for
+  ``cpu`` in the spec) and written back in the spec's spelling;
 * kcp's cluster-scoped core ResourceQuota: limits in ``status.hard``, use in ``status.used``; only
   object counts (``count/...`` and the legacy names such as ``configmaps``) bind, as kcp runs
   only the generic object-count evaluators.
@@ -105,6 +106,22 @@ def _list(raw: object) -> ResourceList:
     return out
 
 
+def _aligned(used: ResourceList, limits: Mapping[str, Quantity]) -> ResourceList:
+    """``used`` keyed by the limits' spellings: a status may write ``requests.cpu`` for ``cpu``."""
+    by_meaning = {canonical_resource(k): v for k, v in used.items()}
+    out = dict(used)
+    for key in limits:
+        if key not in out and canonical_resource(key) in by_meaning:
+            out[key] = by_meaning[canonical_resource(key)]
+    return out
+
+
+def _respelled(used: ResourceList, limits: Mapping[str, Quantity]) -> ResourceList:
+    """``used`` without other spellings of the limited resources (the limits' spelling is written)."""
+    meanings = {canonical_resource(k): k for k in limits}
+    return {k: v for k, v in used.items() if meanings.get(canonical_resource(k), k) == k}
+
+
 def federated_view(obj: Mapping[str, Any], default_cluster: str = "root") -> QuotaView:
     """A FederatedQuota as a :class:`QuotaView`; :class:`UnreadableQuota` for unreadable quantities."""
     spec, status = spec_of(obj), status_of(obj)
@@ -115,14 +132,16 @@ def federated_view(obj: Mapping[str, Any], default_cluster: str = "root") -> Quo
     target_used: dict[str, ResourceList] = {}
     for entry in status.get("aggregatedStatus") or ():
         if isinstance(entry, Mapping) and isinstance(entry.get("syncTarget"), str):
-            target_used[entry["syncTarget"]] = _list(entry.get("used"))
+            name = entry["syncTarget"]
+            target_used[name] = _aligned(_list(entry.get("used")), targets.get(name, {}))
+    overall = _list(spec.get("overall"))
     return QuotaView(
         FEDERATED_QUOTA,
         namespace_of(obj),
         name_of(obj),
         cluster_of(obj, default_cluster),
-        _list(spec.get("overall")),
-        _list(status.get("overallUsed")),
+        overall,
+        _aligned(_list(status.get("overallUsed")), overall),
         targets,
         target_used,
         str((obj.get("metadata") or {}).get("resourceVersion") or ""),
@@ -334,7 +353,7 @@ def apply_reservation(
     if denial is not None:
         return None, denial
     used_key = "overallUsed" if reservation.quota == FEDERATED_QUOTA else "used"
-    status[used_key] = _written(_added(view.used, reservation.overall))
+    status[used_key] = _written(_respelled(_added(view.used, reservation.overall), view.hard))
     if reservation.per_target:
         entries = [dict(e) for e in status.get("aggregatedStatus") or () if isinstance(e, Mapping)]
         for target, grown in sorted(reservation.per_target.items()):
@@ -353,6 +372,6 @@ def apply_reservation(
             if entry is None:
                 entry = {"syncTarget": target, "hard": _written(limits)}
                 entries.append(entry)
-            entry["used"] = _written(_added(used, fitting))
+            entry["used"] = _written(_respelled(_added(used, fitting), limits))
         status["aggregatedStatus"] = entries
     return status, None

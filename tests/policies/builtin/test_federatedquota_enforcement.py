@@ -496,3 +496,22 @@ def test_engine_answers_403_quota_exceeded_and_carries_reservations() -> None:
         fits = request("pods", in_cluster(pod()), objects=[fq({"cpu": "8"}, {"cpu": "1"})])
         outcome = eng.evaluate(fits.request, lookup=fits.lookup)
         assert outcome.allowed and [r.name for r in outcome.reservations] == ["team-a"]
+
+
+def test_status_spellings_are_read_by_meaning_and_written_as_the_spec_spells_them() -> None:
+    quota = fq(
+        {"cpu": "8", "pods": "5"},
+        {"requests.cpu": "7", "pods": "1", "count/configmaps": "2"},
+        static=[{"syncTarget": "east", "hard": {"cpu": "4"}}],
+        aggregated=[{"syncTarget": "east", "used": {"requests.cpu": "1"}}],
+    )
+    assert messages(quota_enforcement(request("pods", pod(), objects=[quota]))) == [
+        f"spec.containers: exceeded quota: team-a, requested: cpu=2, used: cpu=7, limited: cpu=8; {FIX}"
+    ]
+    grown = Reservation(
+        "quota-enforcement", FEDERATED_QUOTA, "default", "team-a", {"cpu": q("1")}, {"east": {"cpu": q("1")}}
+    )
+    status, denial = apply_reservation(quota, grown)
+    assert denial is None and status is not None
+    assert status["overallUsed"] == {"count/configmaps": "2", "cpu": "8", "pods": "1"}
+    assert status["aggregatedStatus"] == [{"syncTarget": "east", "used": {"cpu": "2"}}]
