@@ -20,7 +20,7 @@ from types import FrameType
 
 from kcp_tmc.policies.timefmt import format_go_duration, parse_go_duration
 from kcp_tmc.reconcilers.client import InvalidKubeconfig, KubeClient
-from kcp_tmc.reconcilers.cluster import ClusterController
+from kcp_tmc.reconcilers.cluster import DEADLINE, WORKERS, ClusterController
 from kcp_tmc.reconcilers.engine import Controller, Engine
 from kcp_tmc.reconcilers.health import HealthServer, parse_bind
 from kcp_tmc.reconcilers.leases import LeaseConfig, LeaseCoordinator, Ownership, StaticOwnership
@@ -133,7 +133,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="Push mode: how often the Cluster controller writes the SyncTarget heartbeat (default: 20s)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--cluster-workers",
+        type=_positive_int("--cluster-workers"),
+        default=WORKERS,
+        help=f"member clusters reconciled at once (default: {WORKERS})",
+    )
+    parser.add_argument(
+        "--cluster-deadline",
+        type=_duration("--cluster-deadline"),
+        default=f"{DEADLINE:g}s",
+        help=f"time all remote calls of one Cluster reconcile may take together (default: {DEADLINE:g}s)",
+    )
     return parser
+
+
+def _positive_int(flag: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be an integer ({value!r})") from None
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= 1 ({number})")
+        return number
+
+    return parse
 
 
 class _Options(argparse.Namespace):
@@ -155,6 +180,8 @@ class _Options(argparse.Namespace):
     import_period: timedelta
     syncer_heartbeat_interval: timedelta
     log_level: str
+    cluster_workers: int
+    cluster_deadline: timedelta
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[_Options, list[str], timedelta, tuple[str, int]]:
@@ -193,6 +220,8 @@ def build_controllers(
                 partitions=partitions,
                 import_period=opts.import_period.total_seconds(),
                 heartbeat_interval=opts.syncer_heartbeat_interval.total_seconds(),
+                workers=opts.cluster_workers,
+                deadline=opts.cluster_deadline.total_seconds(),
             )
         )
     if opts.controllers & {"synctarget", "heartbeat", "syncedresources"}:
