@@ -209,6 +209,16 @@ class Reconciler:
         return code
 
 
+def process_figures(pid: int) -> tuple[float, int, int]:
+    """RSS (MiB), threads and open file descriptors of a process, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"]), fds
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, message: str, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:

@@ -12,13 +12,21 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
 from kcp_tmc.reconcilers.client import KubeClient
 from kcp_tmc.testing import FakeAPIServer
-from tests.reconcilers.reconciler_processes import FAST_LEASES, Reconciler, crds, wait_for
+from tests.reconcilers.reconciler_processes import (
+    FAST_LEASES,
+    Reconciler,
+    add_member_cluster,
+    crds,
+    process_figures,
+    wait_for,
+)
 
 KEY_LABEL = "internal.workload.kcp.io/key"
 POLL = 0.3
@@ -248,3 +256,80 @@ def test_leader_killed_a_new_leader_writes_within_the_lease_duration(elected, tm
     finally:
         for proc in procs.values():
             proc.stop("KILL")
+
+
+# --- fault 4: 2 s added latency ---------------------------------------------------------------------
+
+MEMBERS = 4
+WORKERS = 4
+
+
+@pytest.mark.parametrize(
+    "seconds", [pytest.param(10.0, id="quick"), pytest.param(60.0, id="60s", marks=pytest.mark.chaos)]
+)
+def test_slow_apiserver_threads_and_memory_stay_bounded(server, tmp_path, seconds):
+    """Every answer of the backing apiserver 2 s late for ``seconds`` (at least until new work got
+    done): the reconciler keeps working,
+    its threads stay within its fixed set plus the Cluster pool, its RSS grows by less than 20 MiB.
+    """
+    with ExitStack() as stack, KubeClient.from_kubeconfig_file(server.kubeconfig_path) as kube:
+        for index in range(MEMBERS):
+            member = stack.enter_context(FakeAPIServer())
+            add_member_cluster(kube, member, tmp_path, f"m{index}")
+        names = [f"st-{i}" for i in range(10)]
+        for name in names:
+            server.create(sync_target(name))
+        proc = Reconciler(
+            server.write_kubeconfig(str(tmp_path / "a.kubeconfig"), token="token-a", user="a"),
+            tmp_path / "a.log",
+            "--shard=root=https://vw.example:6443/",
+            "--poll-interval=1s",
+            f"--cluster-workers={WORKERS}",
+        )
+        try:
+            proc.metrics_port()
+            wait_for(lambda: reconciled(server, names), 20, "not reconciled before the fault")
+            clusters = [f"m{i}" for i in range(MEMBERS)]
+            wait_for(lambda: all_ready(server, clusters), 20, "the Clusters did not become Ready")
+            wait_for(lambda: reconciled(server, clusters), 20, "their SyncTargets were not reconciled")
+            _, idle_threads, _ = process_figures(proc.process.pid)
+
+            server.faults.latency(2.0)
+            samples = []
+            late = [f"late-{i}" for i in range(2)]
+            end = time.monotonic() + seconds
+            for name in late:
+                server.create(sync_target(name))
+            progress = None
+            began = time.monotonic()
+            # Sample for ``seconds``, and in any case until the new SyncTargets are done (4 requests
+            # each, one after the other, behind a cycle's lists and the Clusters' reconciles).
+            while time.monotonic() < end or (progress is None and time.monotonic() < end + 40):
+                if progress is None and reconciled(server, late):
+                    progress = round(time.monotonic() - began, 1)
+                samples.append(process_figures(proc.process.pid))
+                assert proc.process.poll() is None, "the reconciler exited"
+                time.sleep(1.0)
+            # Still making progress, 2 s per request.
+            assert progress is not None, "no progress under 2 s latency"
+            server.faults.clear()
+            rss = [s[0] for s in samples]
+            threads = [s[1] for s in samples]
+            print(f"idle threads {idle_threads}; under latency threads {threads}, RSS MiB {rss}")
+            print(f"new SyncTargets reconciled after {progress} s")
+            # The main loop, the health server, the lease thread (with --leader-elect) and the pool.
+            assert max(threads) <= 3 + WORKERS, (idle_threads, threads)
+            assert rss[-1] - rss[0] < 20, rss
+            assert proc.stop("TERM") == 0
+        finally:
+            server.faults.clear()
+            proc.stop("KILL")
+
+
+def all_ready(server: FakeAPIServer, names: list[str]) -> bool:
+    for name in names:
+        obj = server.get("tmc.kcp.io/v1alpha1", "Cluster", name) or {}
+        conditions = (obj.get("status") or {}).get("conditions") or []
+        if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+            return False
+    return True
