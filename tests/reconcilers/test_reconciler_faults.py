@@ -13,11 +13,17 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from kcp_tmc.policies.timefmt import go_time_string, parse_rfc3339
 from kcp_tmc.reconcilers.client import KubeClient
+from kcp_tmc.reconcilers.cluster import ClusterController
+from kcp_tmc.reconcilers.engine import Engine
+from kcp_tmc.reconcilers.resources import CLUSTERS, SYNCTARGETS
+from kcp_tmc.reconcilers.synctarget import SyncTargetController
 from kcp_tmc.testing import FakeAPIServer
 from tests.reconcilers.reconciler_processes import (
     FAST_LEASES,
@@ -25,6 +31,7 @@ from tests.reconcilers.reconciler_processes import (
     add_member_cluster,
     crds,
     process_figures,
+    ready_of,
     wait_for,
 )
 
@@ -333,3 +340,98 @@ def all_ready(server: FakeAPIServer, names: list[str]) -> bool:
         if not any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
             return False
     return True
+
+
+# --- fault 7: clock skew between the reconciler and the heartbeats --------------------------------
+
+SKEW = 300.0  # five minutes
+THRESHOLD = 60.0  # --heartbeat-threshold default
+
+
+class SkewedClock:
+    """The reconciler's clock: the wall clock plus ``skew`` seconds (and whatever a test adds)."""
+
+    def __init__(self, skew: float) -> None:
+        self.skew = skew
+
+    def __call__(self) -> float:
+        return time.time() + self.skew
+
+
+def beat(admin: KubeClient, name: str, at: float | None = None) -> str:
+    """A syncer's heartbeat, stamped with the syncer's clock (the wall clock): second precision."""
+    stamp = datetime.fromtimestamp(time.time() if at is None else at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    admin.merge_patch(SYNCTARGETS, name, {"status": {"lastSyncerHeartbeatTime": stamp}}, subresource="status")
+    return stamp
+
+
+def heartbeat_state(admin: KubeClient, name: str) -> tuple[str, str]:
+    ready = ready_of(admin.get(SYNCTARGETS, name))
+    return ready["status"], ready.get("message", "")
+
+
+@pytest.mark.parametrize(
+    "skew", [SKEW, -SKEW, 30.0, -30.0], ids=["ahead", "behind", "ahead-30s", "behind-30s"]
+)
+def test_clock_skew_between_reconciler_and_syncer_heartbeats(server, admin, skew):
+    """As kcp: staleness is ``reconciler now - lastSyncerHeartbeatTime > threshold``, the syncer's
+    timestamp against the reconciler's clock, with nothing to correct for skew.
+
+    - reconciler ahead by more than the threshold: every heartbeat looks stale, the SyncTarget is not
+      Ready (``No heartbeat since ...``) however often the syncer beats;
+    - reconciler behind: heartbeats look fresh for skew + threshold, so a syncer that stops is noticed
+      that much later (here 6 minutes instead of 1);
+    - skew below the threshold only shifts when staleness is noticed by the skew.
+    """
+    clock = SkewedClock(skew)
+    engine = Engine(admin, [SyncTargetController(shard_urls=["https://vw.example:6443/"])], clock=clock)
+    server.create(sync_target("skewed"))
+    stamp = beat(admin, "skewed")
+    for _ in range(3):
+        assert engine.run_cycle()
+    status, message = heartbeat_state(admin, "skewed")
+    if skew > THRESHOLD:
+        assert status == "False"
+        assert message == f"No heartbeat since {go_time_string(parse_rfc3339(stamp))}"
+        beat(admin, "skewed")  # a syncer beating on time does not help
+        engine.run_cycle()
+        assert heartbeat_state(admin, "skewed")[0] == "False"
+        return
+    assert status == "True", message
+    # The syncer stops.  It is noticed once the reconciler's clock passes latest + threshold.
+    latest = parse_rfc3339(stamp).timestamp()
+    due = engine.next_due()
+    assert due is not None and abs(due - (latest + THRESHOLD)) < 2.0, (due, latest)
+    clock.skew += (latest + THRESHOLD - 1) - clock()
+    engine.run_cycle()
+    assert heartbeat_state(admin, "skewed")[0] == "True"
+    clock.skew += 2.0
+    engine.run_cycle()
+    assert heartbeat_state(admin, "skewed")[0] == "False"
+    # Advancing the reconciler's clock stands for time passing; on the syncer's clock the stop was
+    # noticed THRESHOLD - skew after its last heartbeat (6 minutes when the reconciler is 5 behind).
+    noticed_by_syncer_clock = clock() - skew
+    assert abs(noticed_by_syncer_clock - latest - (THRESHOLD - skew)) < 3.0
+
+
+def test_push_mode_heartbeats_use_the_reconcilers_own_clock(server, admin, tmp_path):
+    """Push mode: the Cluster controller writes the heartbeat and the heartbeat controller reads it,
+    both on the reconciler's clock, so a skew of five minutes against the wall clock is harmless."""
+    with FakeAPIServer() as member:
+        add_member_cluster(admin, member, tmp_path, "pushed")
+        clusters = ClusterController(import_period=3600)
+        engine = Engine(
+            admin,
+            [clusters, SyncTargetController(shard_urls=["https://vw.example:6443/"])],
+            clock=SkewedClock(SKEW),
+        )
+        try:
+            for _ in range(6):
+                assert engine.run_cycle()
+            assert ready_of(admin.get(CLUSTERS, "pushed"))["status"] == "True"
+            assert heartbeat_state(admin, "pushed")[0] == "True"
+            written = parse_rfc3339(admin.get(SYNCTARGETS, "pushed")["status"]["lastSyncerHeartbeatTime"])
+            assert abs(written.timestamp() - (time.time() + SKEW)) < 5.0
+        finally:
+            engine.close()
+            clusters.close()
