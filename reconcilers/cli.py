@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--cluster-workers",
-        type=_positive_int("--cluster-workers"),
+        type=int,
         default=WORKERS,
         help=f"member clusters reconciled at once (default: {WORKERS})",
     )
@@ -146,19 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"time all remote calls of one Cluster reconcile may take together (default: {DEADLINE:g}s)",
     )
     return parser
-
-
-def _positive_int(flag: str) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be an integer ({value!r})") from None
-        if number < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1 ({number})")
-        return number
-
-    return parse
 
 
 class _Options(argparse.Namespace):
@@ -205,6 +192,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[_Options, list[str], timedelta, 
         parser.error(str(exc))
     if opts.partitions < 0:
         parser.error(f"--partitions must be >= 1 ({opts.partitions})")
+    if opts.cluster_workers < 1:
+        parser.error(f"--cluster-workers must be >= 1 ({opts.cluster_workers})")
     return opts, shards, threshold, bind
 
 

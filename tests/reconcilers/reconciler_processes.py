@@ -8,7 +8,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from kcp_tmc.reconcilers.resources import (
     SYNCTARGETS,
 )
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
+from kcp_tmc.testing import FakeAPIServer
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "kcp-tmc" / "crds"
 
@@ -217,6 +219,22 @@ def process_figures(pid: int) -> tuple[float, int, int]:
         fields[key] = value.strip()
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"]), fds
+
+
+@contextmanager
+def kcp_for_replicas(names: Iterable[str]) -> Iterator[FakeAPIServer]:
+    """A fake kcp apiserver with our CRDs and a token ``token-<n>`` for user ``replica-<n>`` per name."""
+    tokens = {f"token-{n}": (f"replica-{n}", ["system:authenticated"]) for n in names}
+    with FakeAPIServer(tokens=tokens) as api:
+        for crd in crds():
+            api.install_crd(crd)
+        yield api
+
+
+def start_replica(server: FakeAPIServer, folder: Path, name: str, *args: str) -> Reconciler:
+    """``tmc-reconciler --identity <name>`` with the token of ``kcp_for_replicas`` and fast Leases."""
+    kubeconfig = server.write_kubeconfig(str(folder / f"{name}.kubeconfig"), token=f"token-{name}", user=name)
+    return Reconciler(kubeconfig, folder / f"{name}.log", "--identity", name, *FAST_LEASES, *args)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, message: str, interval: float = 0.05) -> Any:

@@ -26,12 +26,12 @@ from kcp_tmc.reconcilers.resources import CLUSTERS, SYNCTARGETS
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
 from kcp_tmc.testing import FakeAPIServer
 from tests.reconcilers.reconciler_processes import (
-    FAST_LEASES,
     Reconciler,
     add_member_cluster,
-    crds,
+    kcp_for_replicas,
     process_figures,
     ready_of,
+    start_replica,
     wait_for,
 )
 
@@ -41,10 +41,7 @@ POLL = 0.3
 
 @pytest.fixture
 def server():
-    tokens = {f"token-{n}": (f"replica-{n}", ["system:authenticated"]) for n in ("a", "b")}
-    with FakeAPIServer(tokens=tokens) as api:
-        for crd in crds():
-            api.install_crd(crd)
+    with kcp_for_replicas(["a", "b"]) as api:
         yield api
 
 
@@ -55,18 +52,7 @@ def admin(server):
 
 
 def start(server: FakeAPIServer, tmp_path: Path, name: str, *args: str) -> Reconciler:
-    kubeconfig = server.write_kubeconfig(
-        str(tmp_path / f"{name}.kubeconfig"), token=f"token-{name}", user=name
-    )
-    return Reconciler(
-        kubeconfig,
-        tmp_path / f"{name}.log",
-        "--identity",
-        name,
-        "--shard=root=https://vw.example:6443/",
-        *FAST_LEASES,
-        *args,
-    )
+    return start_replica(server, tmp_path, name, "--shard=root=https://vw.example:6443/", *args)
 
 
 def sync_target(name: str) -> dict:
@@ -173,10 +159,7 @@ INCARNATIONS = 24
 @pytest.fixture
 def elected():
     # One identity (and token) per process started: the write log then tells every process apart.
-    tokens = {f"token-r{i}": (f"replica-r{i}", ["system:authenticated"]) for i in range(INCARNATIONS)}
-    with FakeAPIServer(tokens=tokens) as api:
-        for crd in crds():
-            api.install_crd(crd)
+    with kcp_for_replicas(f"r{i}" for i in range(INCARNATIONS)) as api:
         yield api
 
 
