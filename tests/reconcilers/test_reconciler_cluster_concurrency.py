@@ -25,7 +25,7 @@ from tests.reconcilers.reconciler_processes import add_member_cluster, ready_of
 
 MEMBERS = 50
 SILENT = 5
-READYZ_TIMEOUT = 2.0
+READYZ_TIMEOUT = 2.0  # at least; raised to 4 healthy cycles on a slow (loaded) machine
 
 
 @pytest.fixture
@@ -57,6 +57,8 @@ def test_silent_members_do_not_stall_the_others(kube, members):
         assert engine.settled
         assert all(ready_of(c)["status"] == "True" for c in kube.list(CLUSTERS)[0])
         healthy_cycles = timed_cycles(engine, 5)
+        # A cycle that waited for a silent member would then take at least 4 healthy ones.
+        timeout = clusters.readyz_timeout = max(READYZ_TIMEOUT, 4 * max(healthy_cycles))
 
         silent = {f"m{index:02d}" for index in range(0, MEMBERS, MEMBERS // SILENT)}
         for name in silent:
@@ -64,7 +66,7 @@ def test_silent_members_do_not_stall_the_others(kube, members):
         # Cycle on for longer than the readyz timeout: the silent members' reconciles run out of time
         # in the background and write their status themselves, while the cycles go on without them.
         faulty_cycles: list[float] = []
-        deadline = time.monotonic() + READYZ_TIMEOUT + 20
+        deadline = time.monotonic() + timeout + 30
         while True:
             faulty_cycles += timed_cycles(engine, 1)
             states = {c["metadata"]["name"]: ready_of(c) for c in kube.list(CLUSTERS)[0]}
@@ -83,10 +85,9 @@ def test_silent_members_do_not_stall_the_others(kube, members):
         baseline = statistics.median(healthy_cycles)
         print(f"cycle seconds: healthy {healthy_cycles}, with {SILENT} silent members {faulty_cycles}")
         # Generous but real: one cycle that waited for a silent member would take the readyz
-        # timeout (2 s), many times a healthy cycle of these fifty members.
+        # timeout, at least four healthy cycles of these fifty members.
         assert statistics.median(faulty_cycles) <= 2 * baseline, (healthy_cycles, faulty_cycles)
         assert max(faulty_cycles) <= 2 * max(healthy_cycles) + 0.25, (healthy_cycles, faulty_cycles)
-        assert max(faulty_cycles) < READYZ_TIMEOUT
     finally:
         for server in members:
             server.faults.clear()
