@@ -93,12 +93,16 @@ class Snapshot:
         self._lists: dict[tuple[Resource, str | None], list[Obj]] = {}
         #: Values derived from the lists, computed once per cycle by whoever needs them.
         self.memo: dict[str, Any] = {}
-        # Pooled reconciles share the snapshot: the first to need a list fetches it, the others wait.
+        # Pooled reconciles share the snapshot: the first to need a list fetches it and the others
+        # wait for that list (one lock per list, so different lists are fetched side by side).
         self._lock = threading.Lock()
+        self._fetching: dict[tuple[Resource, str | None], threading.Lock] = {}
 
     def list(self, resource: Resource, label_selector: str | None = None) -> list[Obj]:
         key = (resource, label_selector)
         with self._lock:
+            fetching = self._fetching.setdefault(key, threading.Lock())
+        with fetching:
             if key not in self._lists:
                 self._lists[key] = self.client.list(resource, label_selector=label_selector)[0]
             return self._lists[key]

@@ -366,3 +366,18 @@ def test_with_nothing_finished_the_cycle_waits_for_a_slow_pooled_reconcile():
     finally:
         rec.release.set()
         engine.close()
+
+
+def test_a_snapshot_shared_by_pooled_reconciles_lists_each_resource_once(api, kube):
+    from kcp_tmc.reconcilers.resources import SYNCTARGETS
+
+    api.faults.latency(0.3)
+    snapshot = Snapshot(kube)
+    before = kube.requests
+    results: list[list] = []
+    threads = [threading.Thread(target=lambda: results.append(snapshot.list(SYNCTARGETS))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == [[]] * 4 and kube.requests - before == 1
