@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,7 +124,17 @@ class LeaseConfig:
 
     @property
     def presence_lease(self) -> str:
-        return f"{self.prefix}-replica-{self.identity}"
+        """``<prefix>-replica-<identity>``, made a valid object name when the identity is not one.
+
+        The default identity is ``<hostname>_<random>`` as in client-go, where it only fills
+        ``holderIdentity``; here it also names a Lease, and kube-apiserver refuses ``_`` and capitals in
+        names.  Such an identity is lowercased, other characters become ``-``, and a hash of the
+        original keeps two identities that map to the same text apart.
+        """
+        safe = re.sub(r"[^a-z0-9.-]+", "-", self.identity.lower()).strip("-.") or "replica"
+        if safe != self.identity:
+            safe = f"{safe}-{hashlib.sha256(self.identity.encode('utf-8')).hexdigest()[:8]}"
+        return f"{self.prefix}-replica-{safe}"
 
 
 @dataclass
