@@ -20,7 +20,7 @@ from types import FrameType
 
 from kcp_tmc.policies.timefmt import format_go_duration, parse_go_duration
 from kcp_tmc.reconcilers.client import InvalidKubeconfig, KubeClient
-from kcp_tmc.reconcilers.cluster import ClusterController
+from kcp_tmc.reconcilers.cluster import DEADLINE, WORKERS, ClusterController
 from kcp_tmc.reconcilers.engine import Controller, Engine
 from kcp_tmc.reconcilers.health import HealthServer, parse_bind
 from kcp_tmc.reconcilers.leases import LeaseConfig, LeaseCoordinator, Ownership, StaticOwnership
@@ -133,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="Push mode: how often the Cluster controller writes the SyncTarget heartbeat (default: 20s)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--cluster-workers",
+        type=int,
+        default=WORKERS,
+        help=f"member clusters reconciled at once (default: {WORKERS})",
+    )
+    parser.add_argument(
+        "--cluster-deadline",
+        type=_duration("--cluster-deadline"),
+        default=f"{DEADLINE:g}s",
+        help=f"time all remote calls of one Cluster reconcile may take together (default: {DEADLINE:g}s)",
+    )
     return parser
 
 
@@ -155,6 +167,8 @@ class _Options(argparse.Namespace):
     import_period: timedelta
     syncer_heartbeat_interval: timedelta
     log_level: str
+    cluster_workers: int
+    cluster_deadline: timedelta
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[_Options, list[str], timedelta, tuple[str, int]]:
@@ -178,6 +192,8 @@ def _parse(argv: Sequence[str] | None) -> tuple[_Options, list[str], timedelta, 
         parser.error(str(exc))
     if opts.partitions < 0:
         parser.error(f"--partitions must be >= 1 ({opts.partitions})")
+    if opts.cluster_workers < 1:
+        parser.error(f"--cluster-workers must be >= 1 ({opts.cluster_workers})")
     return opts, shards, threshold, bind
 
 
@@ -193,6 +209,8 @@ def build_controllers(
                 partitions=partitions,
                 import_period=opts.import_period.total_seconds(),
                 heartbeat_interval=opts.syncer_heartbeat_interval.total_seconds(),
+                workers=opts.cluster_workers,
+                deadline=opts.cluster_deadline.total_seconds(),
             )
         )
     if opts.controllers & {"synctarget", "heartbeat", "syncedresources"}:

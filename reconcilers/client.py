@@ -127,11 +127,15 @@ class KubeClient:
     def __init__(self, configuration: Any, *, timeout: float = 30.0) -> None:
         # No urllib3-level retries: the engine has its own backoff and must see outages at once.
         configuration.retries = False
+        # Pooled reconciles share this client: keep enough connections alive for all of them (the
+        # default, five per core, would drop and reopen connections under a wider pool).
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 32)
         self._api: Any = k8s_client.ApiClient(configuration=configuration)
         self.host: str = configuration.host
         self._ca_file: str | None = configuration.ssl_ca_cert
         self.timeout = timeout
         self._lock = threading.Lock()
+        self._local = threading.local()
         #: Requests sent, and seconds spent waiting for their answers (for metrics and benchmarks).
         self.requests = 0
         self.request_seconds = 0.0
@@ -194,6 +198,21 @@ class KubeClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def deadline(self, seconds: float) -> Iterator[None]:
+        """This thread's requests through this client end within ``seconds`` from now, all together.
+
+        Each request's timeout is cut to what is left; once nothing is left a request is not sent and
+        raises :class:`Unreachable`.  Other threads and other clients are not affected.
+        """
+        outer = getattr(self._local, "until", None)
+        until = time.monotonic() + seconds
+        self._local.until = until if outer is None else min(outer, until)
+        try:
+            yield
+        finally:
+            self._local.until = outer
+
     # --- raw requests ---------------------------------------------------------------------------------
 
     def request(
@@ -209,6 +228,13 @@ class KubeClient:
         """One HTTP request; the response body on 2xx, else :class:`ApiError` / :class:`Unreachable`."""
         if query:
             path = f"{path}?{urlencode(query)}"
+        limit = timeout or self.timeout
+        until = getattr(self._local, "until", None)
+        if until is not None:
+            left = until - time.monotonic()
+            if left <= 0:
+                raise Unreachable(f"{method} {self.host}{path}: deadline exceeded, request not sent")
+            limit = min(limit, left)
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -220,7 +246,7 @@ class KubeClient:
         started = time.perf_counter()
         try:
             response: Any = self._api.call_api(
-                method, url, header_params=headers, body=body, _request_timeout=timeout or self.timeout
+                method, url, header_params=headers, body=body, _request_timeout=limit
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise Unreachable(f"{method} {self.host}{path}: {exc}") from exc

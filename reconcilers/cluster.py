@@ -13,6 +13,11 @@ Per Cluster and cycle:
 6. Push mode: the SyncTarget heartbeat while healthy; Pull mode: the syncer installation
    (``ErrorInstallingSyncer``), healthy once its Deployment is available.
 
+Member clusters are contacted in parallel: the engine runs up to ``workers`` reconciles at once (see
+the engine's pooled controllers), and all remote calls of one reconcile share a ``deadline``, so a
+cluster that accepts connections and never answers holds one worker for at most that long and leaves
+the others alone.  No lock is held while a request is on the wire.
+
 On deletion it removes the syncer installation (Pull mode), the imports and its SyncTarget, then the
 finalizer; an unreachable cluster keeps the finalizer (``ClusterUnreachable`` saying why, retried with
 backoff) unless the annotation ``tmc.kcp.io/force-cleanup: "true"`` asks to skip the remote part.
@@ -99,6 +104,10 @@ REASON_SYNC_TARGET_CONFLICT = "SyncTargetConflict"
 
 MESSAGE_SYNCER_NOT_READY = "Syncer not yet ready"
 READYZ_TIMEOUT = 5.0
+#: Default number of member clusters reconciled at once, and the time all remote calls of one
+#: reconcile of one cluster may take together (seconds).
+WORKERS = 8
+DEADLINE = 20.0
 
 _RESOURCES: dict[str, Resource] = {
     "namespaces": NAMESPACES,
@@ -155,7 +164,17 @@ class ClusterController:
         import_period: float = 60.0,
         heartbeat_interval: float = 20.0,
         client_factory: Callable[[bytes], KubeClient] | None = None,
+        workers: int = WORKERS,
+        deadline: float = DEADLINE,
+        readyz_timeout: float = READYZ_TIMEOUT,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"--cluster-workers must be >= 1 ({workers})")
+        if deadline <= 0:
+            raise ValueError(f"--cluster-deadline must be >0 ({deadline})")
+        self.workers = workers
+        self.deadline = deadline
+        self.readyz_timeout = readyz_timeout
         self.logical_cluster = logical_cluster
         self.partitions = partitions
         self.import_period = import_period
@@ -170,9 +189,9 @@ class ClusterController:
 
     def close(self) -> None:
         """Close the clients of the physical clusters."""
-        for _, client in self._clients.values():
+        clients, self._clients = list(self._clients.values()), {}
+        for _, client in clients:
             client.close()
-        self._clients.clear()
 
     # --- engine protocol ------------------------------------------------------------------------------
 
@@ -232,16 +251,17 @@ class ClusterController:
         try:
             target = self._ensure_sync_target(ctx, cluster, partition)
             remote = self._remote(ctx, cluster)
-            self._check_health(remote, status)
-            capacity, allocatable = self._capacity(remote)
-            status["capacity"], status["allocatable"] = capacity, allocatable
-            target = self._write_target_status(ctx, target, partition, capacity, allocatable)
-            due.append(self._imports(ctx, cluster, target, remote, partition))
-            if (spec.get("syncMode") or "Push") == "Pull":
-                self._install(ctx, cluster, target, remote, partition)
-            else:
-                target, next_beat = self._heartbeat(ctx, target, partition)
-                due.append(next_beat)
+            with remote.deadline(self.deadline):
+                self._check_health(remote, status)
+                capacity, allocatable = self._capacity(remote)
+                status["capacity"], status["allocatable"] = capacity, allocatable
+                target = self._write_target_status(ctx, target, partition, capacity, allocatable)
+                due.append(self._imports(ctx, cluster, target, remote, partition))
+                if (spec.get("syncMode") or "Push") == "Pull":
+                    self._install(ctx, cluster, target, remote, partition)
+                else:
+                    target, next_beat = self._heartbeat(ctx, target, partition)
+                    due.append(next_beat)
             ready = _ready(REASON_CLUSTER_READY, status=TRUE)
             unanswered = False
         except _Failure as failure:
@@ -365,8 +385,8 @@ class ClusterController:
 
     def _check_health(self, remote: KubeClient, status: Obj) -> None:
         try:
-            remote.get_text("/readyz", timeout=READYZ_TIMEOUT)
-            version = remote.get_json("/version", timeout=READYZ_TIMEOUT)
+            remote.get_text("/readyz", timeout=self.readyz_timeout)
+            version = remote.get_json("/version", timeout=self.readyz_timeout)
         except (Unreachable, ApiError) as exc:
             # kcp reports any failed /readyz, answered or not, as ClusterNotReady; the backoff below still
             # tells the two apart (an unanswered one is not retried at once).
@@ -539,14 +559,15 @@ class ClusterController:
     ) -> None:
         meta = body["metadata"]
         namespace = meta.get("namespace") if resource.namespaced else None
-        with ctx.guard(partition):
-            try:
-                current = remote.get(resource, meta["name"], namespace=namespace)
-            except NotFound:
+        try:
+            current = remote.get(resource, meta["name"], namespace=namespace)
+        except NotFound:
+            with ctx.guard(partition):
                 remote.create(resource, body, namespace=namespace)
-                return
-            replacement = copy.deepcopy(body)
-            replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            return
+        replacement = copy.deepcopy(body)
+        replacement["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        with ctx.guard(partition):
             remote.replace(resource, replacement)
 
     # --- deletion -------------------------------------------------------------------------------------
@@ -613,9 +634,10 @@ class ClusterController:
         remote = self._remote(ctx, cluster)
         key = sync_target_key(cluster_of(cluster, self.logical_cluster), self._target_name(cluster))
         namespace = syncer_namespace(self._target_name(cluster), key)
-        with ctx.guard(partition):
+        with remote.deadline(self.deadline):
             for resource in (CLUSTERROLEBINDINGS, CLUSTERROLES, NAMESPACES):
-                remote.delete(resource, namespace)
+                with ctx.guard(partition):
+                    remote.delete(resource, namespace)
 
 
 def _constant(desired: Obj) -> Callable[[Obj], Obj]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,7 +124,17 @@ class LeaseConfig:
 
     @property
     def presence_lease(self) -> str:
-        return f"{self.prefix}-replica-{self.identity}"
+        """``<prefix>-replica-<identity>``, made a valid object name when the identity is not one.
+
+        The default identity is ``<hostname>_<random>`` as in client-go, where it only fills
+        ``holderIdentity``; here it also names a Lease, and kube-apiserver refuses ``_`` and capitals in
+        names.  Such an identity is lowercased, other characters become ``-``, and a hash of the
+        original keeps two identities that map to the same text apart.
+        """
+        safe = re.sub(r"[^a-z0-9.-]+", "-", self.identity.lower()).strip("-.") or "replica"
+        if safe != self.identity:
+            safe = f"{safe}-{hashlib.sha256(self.identity.encode('utf-8')).hexdigest()[:8]}"
+        return f"{self.prefix}-replica-{safe}"
 
 
 @dataclass
@@ -143,10 +154,15 @@ class LeaseCoordinator:
     _owned: dict[int, float] = field(default_factory=dict)  # partition -> monotonic time of last renewal
     _observed: dict[str, _Observed] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _write_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Writes in progress per partition; a release waits for its partition's to finish (see writing()).
+    _in_flight: dict[int, int] = field(default_factory=dict)
+    _idle: threading.Condition = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     live_replicas: int = 1
+
+    def __post_init__(self) -> None:
+        self._idle = threading.Condition(self._lock)
 
     @property
     def partitions(self) -> int:
@@ -156,7 +172,10 @@ class LeaseCoordinator:
 
     def may_write(self, partition: int) -> bool:
         with self._lock:
-            renewed = self._owned.get(partition)
+            return self._may_write_locked(partition)
+
+    def _may_write_locked(self, partition: int) -> bool:
+        renewed = self._owned.get(partition)
         return renewed is not None and self.clock() - renewed < self.config.renew_deadline
 
     def owned(self) -> frozenset[int]:
@@ -166,9 +185,24 @@ class LeaseCoordinator:
 
     @contextmanager
     def writing(self, partition: int) -> Iterator[bool]:
-        """Held around one write: a voluntary release waits for it, so no two replicas write at once."""
-        with self._write_lock:
-            yield self.may_write(partition)
+        """Around one write: a voluntary release waits for it, so no two replicas write at once.
+
+        No lock is held while the write is on the wire: writes of many workers go out in parallel, and
+        only a release of this partition waits for them (it is counted, not locked).
+        """
+        with self._lock:
+            allowed = self._may_write_locked(partition)
+            if allowed:
+                self._in_flight[partition] = self._in_flight.get(partition, 0) + 1
+        try:
+            yield allowed
+        finally:
+            if allowed:
+                with self._lock:
+                    self._in_flight[partition] -= 1
+                    if not self._in_flight[partition]:
+                        del self._in_flight[partition]
+                        self._idle.notify_all()
 
     # --- election ---------------------------------------------------------------------------------------
 
@@ -320,9 +354,11 @@ class LeaseCoordinator:
                 self._changed()
 
     def _release(self, partition: int, lease: dict[str, Any] | None) -> None:
-        # Stop writing first (and wait for a write in progress), then hand the Lease back.
-        with self._write_lock, self._lock:
+        # Stop writing first (no new write starts once it is not owned), wait for the writes in
+        # progress (each is bounded by the client's timeout), then hand the Lease back.
+        with self._lock:
             self._owned.pop(partition, None)
+            self._idle.wait_for(lambda: partition not in self._in_flight, timeout=self.client.timeout)
         self._changed()
         if lease is None:
             return

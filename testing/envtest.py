@@ -410,15 +410,25 @@ class RealAPIServer:
             etcd = self._spawn("etcd", [str(self.assets / "etcd"), *etcd_args(layout)])
             self._wait(etcd, lambda: _http_ok(f"{layout.etcd_url}/health"))
             _age_history(layout.etcd_url)
-            apiserver = self._spawn(
-                "kube-apiserver",
-                [str(self.assets / "kube-apiserver"), *apiserver_args(layout, self.extra_args)],
-            )
-            self._wait(apiserver, self._ready)
+            self.start_apiserver()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def stop_apiserver(self) -> None:
+        """Stops kube-apiserver alone (etcd keeps the data): an outage of the apiserver."""
+        for process in [p for p in self._processes if p.name == "kube-apiserver"]:
+            process.stop()
+            self._processes.remove(process)
+
+    def start_apiserver(self) -> None:
+        """Starts kube-apiserver again on the same port, certificates and data; waits for ``/readyz``."""
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [str(self.assets / "kube-apiserver"), *apiserver_args(self._layout, self.extra_args)],
+        )
+        self._wait(apiserver, self._ready)
 
     def _spawn(self, name: str, argv: list[str]) -> _Process:
         process = _Process(name, argv, self._layout.root / f"{name}.log")

@@ -8,14 +8,27 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from kcp_tmc.reconcilers.client import KubeClient
-from kcp_tmc.reconcilers.resources import SECRETS
+from kcp_tmc.reconcilers.cluster import ClusterController
+from kcp_tmc.reconcilers.engine import Engine
+from kcp_tmc.reconcilers.exports import kubernetes_export
+from kcp_tmc.reconcilers.resources import (
+    APIEXPORTS,
+    APIRESOURCESCHEMAS,
+    CLUSTERS,
+    NODES,
+    SECRETS,
+    SYNCTARGETS,
+)
+from kcp_tmc.reconcilers.synctarget import SyncTargetController
+from kcp_tmc.testing import FakeAPIServer
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "kcp-tmc" / "crds"
 
@@ -37,6 +50,104 @@ def store_kubeconfig(kube: KubeClient, name: str, kubeconfig: bytes) -> None:
         },
         namespace="default",
     )
+
+
+def ready_of(obj: dict[str, Any]) -> dict[str, Any]:
+    """The Ready condition of an object's status."""
+    return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+
+
+def add_member_cluster(kube: KubeClient, server: Any, folder: Path, name: str) -> None:
+    """A member cluster: one Ready Node of 4 CPUs on ``server`` (a fake apiserver), its kubeconfig
+    Secret ``default/<name>`` and a Push-mode Cluster ``<name>`` for it in kcp."""
+    created = server.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
+    status = {
+        "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    server.update({**created, "status": status}, subresource="status")
+    store_kubeconfig(
+        kube, name, Path(server.write_kubeconfig(str(folder / f"{name}.kubeconfig"))).read_bytes()
+    )
+    kube.create(
+        CLUSTERS,
+        {
+            "apiVersion": "tmc.kcp.io/v1alpha1",
+            "kind": "Cluster",
+            "metadata": {"name": name},
+            "spec": {"kubeconfigSecretRef": {"namespace": "default", "name": name}},
+        },
+    )
+
+
+def register_and_converge(
+    kcp: Any, physical: Any, before_cycles: Callable[[], None] | None = None
+) -> list[float]:
+    """The registration flow: a physical cluster with one node, its Cluster, cycles until settled.
+
+    ``kcp`` and ``physical`` are apiservers (fake or real) with a ``kubeconfig_path``.  Returns the
+    waits the engine asked for between cycles (seconds until its next due retry).
+    """
+    waits: list[float] = []
+    with (
+        KubeClient.from_kubeconfig_file(kcp.kubeconfig_path) as kube,
+        KubeClient.from_kubeconfig_file(physical.kubeconfig_path) as phys,
+    ):
+        for obj in kubernetes_export():
+            kube.create(APIEXPORTS if obj["kind"] == "APIExport" else APIRESOURCESCHEMAS, obj)
+        created = phys.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})
+        created["status"] = {
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "3800m", "memory": "7Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}],
+        }
+        phys.replace(NODES, created, subresource="status")
+        store_kubeconfig(kube, "phys", Path(physical.kubeconfig_path).read_bytes())
+        kube.create(
+            CLUSTERS,
+            {
+                "apiVersion": "tmc.kcp.io/v1alpha1",
+                "kind": "Cluster",
+                "metadata": {"name": "real"},
+                "spec": {"kubeconfigSecretRef": {"namespace": "default", "name": "phys"}},
+            },
+        )
+        if before_cycles is not None:
+            before_cycles()
+        clusters = ClusterController(import_period=3600)
+        engine = Engine(kube, [clusters, SyncTargetController(shard_urls=["https://vw.example:6443/"])])
+        try:
+            # Right after its CRD is established a resource may answer 429 "storage is
+            # (re)initializing" with Retry-After: the engine comes back then, so keep cycling
+            # until it has settled, not merely until one cycle wrote nothing.
+            deadline = time.monotonic() + 30
+            while True:
+                listed = engine.run_cycle()  # a list can meet the 429 too; the next cycle lists again
+                if (listed and engine.settled) or time.monotonic() > deadline:
+                    break
+                due = engine.next_due()
+                if not listed:
+                    time.sleep(0.2)
+                elif due is not None and not engine.last_cycle_writes:
+                    waits.append(due - engine.clock())
+                    time.sleep(min(1.0, max(0.0, waits[-1])))
+            assert listed and engine.settled
+        finally:
+            engine.close()
+            clusters.close()
+
+        cluster = kube.get(CLUSTERS, "real")
+        ready = ready_of(cluster)
+        assert ready["status"] == "True" and "reason" not in ready
+        assert cluster["status"]["capacity"] == {"cpu": "4", "memory": "8Gi", "pods": "110"}
+        assert cluster["status"]["allocatable"] == {"cpu": "3800m", "memory": "7Gi", "pods": "110"}
+        st = kube.get(SYNCTARGETS, "real")
+        assert st["metadata"]["labels"]["internal.workload.kcp.io/key"]
+        assert ready_of(st)["status"] == "True"
+        states = {e["resource"]: e["state"] for e in st["status"]["syncedResources"]}
+        assert states["deployments"] == "Accepted" and states["services"] == "Accepted"
+    return waits
 
 
 FAST_LEASES = [
@@ -98,6 +209,32 @@ class Reconciler:
         finally:
             self._log.close()
         return code
+
+
+def process_figures(pid: int) -> tuple[float, int, int]:
+    """RSS (MiB), threads and open file descriptors of a process, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["Threads"]), fds
+
+
+@contextmanager
+def kcp_for_replicas(names: Iterable[str]) -> Iterator[FakeAPIServer]:
+    """A fake kcp apiserver with our CRDs and a token ``token-<n>`` for user ``replica-<n>`` per name."""
+    tokens = {f"token-{n}": (f"replica-{n}", ["system:authenticated"]) for n in names}
+    with FakeAPIServer(tokens=tokens) as api:
+        for crd in crds():
+            api.install_crd(crd)
+        yield api
+
+
+def start_replica(server: FakeAPIServer, folder: Path, name: str, *args: str) -> Reconciler:
+    """``tmc-reconciler --identity <name>`` with the token of ``kcp_for_replicas`` and fast Leases."""
+    kubeconfig = server.write_kubeconfig(str(folder / f"{name}.kubeconfig"), token=f"token-{name}", user=name)
+    return Reconciler(kubeconfig, folder / f"{name}.log", "--identity", name, *FAST_LEASES, *args)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, message: str, interval: float = 0.05) -> Any:

@@ -35,6 +35,9 @@ from kcp_tmc.reconcilers.synctarget import SyncTargetController
         ),
         (["--metrics-bind", "8080"], "--metrics-bind must be HOST:PORT, got '8080'"),
         (["--partitions=-1"], "--partitions must be >= 1 (-1)"),
+        (["--cluster-workers=0"], "--cluster-workers must be >= 1 (0)"),
+        (["--cluster-workers=many"], "argument --cluster-workers: invalid int value: 'many'"),
+        (["--cluster-deadline=0s"], "argument --cluster-deadline: --cluster-deadline must be >0 (0s)"),
         (
             ["--leader-elect", "--leader-elect-renew-deadline=20s", "--kubeconfig", "/dev/null"],
             "lease timings must satisfy 0 < retry period < renew deadline < lease duration (2.0, 20.0, 15.0)",
@@ -83,6 +86,21 @@ def test_controllers_flag_selects_the_steps():
         build_controllers(parser.parse_args(["--controllers", "cluster"]), [], timedelta(1), 1)[0].name
         == "cluster"
     )
+
+
+def test_cluster_pool_flags_reach_the_controller():
+    from datetime import timedelta
+
+    parser = build_parser()
+    default = build_controllers(parser.parse_args([]), [], timedelta(minutes=1), 1)[0]
+    assert (default.workers, default.deadline) == (8, 20.0)
+    opts = parser.parse_args(["--cluster-workers=3", "--cluster-deadline=1m30s"])
+    cluster = build_controllers(opts, [], timedelta(minutes=1), 1)[0]
+    assert (cluster.workers, cluster.deadline) == (3, 90.0)
+    with pytest.raises(ValueError, match=r"--cluster-workers must be >= 1 \(0\)"):
+        ClusterController(workers=0)
+    with pytest.raises(ValueError, match=r"--cluster-deadline must be >0 \(0\)"):
+        ClusterController(deadline=0)
 
 
 def test_parse_bind():

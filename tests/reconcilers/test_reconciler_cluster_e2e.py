@@ -28,7 +28,7 @@ from kcp_tmc.reconcilers.resources import (
 )
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
 from kcp_tmc.testing import FakeAPIServer
-from tests.reconcilers.reconciler_processes import store_kubeconfig
+from tests.reconcilers.reconciler_processes import ready_of, store_kubeconfig
 
 
 def node(name: str, cpu: str, memory: str, ready: str = "True", unschedulable: bool = False) -> dict:
@@ -86,10 +86,6 @@ def converge(engine: Engine, limit: int = 8) -> int:
         if engine.last_cycle_writes == 0:
             return count
     raise AssertionError(f"still writing after {limit} cycles")
-
-
-def ready_of(obj: dict) -> dict:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
 
 
 def install_export(kube: KubeClient) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -258,3 +259,125 @@ def test_a_stopping_engine_ends_the_cycle_after_the_current_object():
     assert rec.seen == ["a"]
     engine.run_due([ObjectRef("recorder", "b")])
     assert rec.fetched == []
+
+
+# --- pooled controllers -----------------------------------------------------------------------------
+
+
+class Pooled(Recorder):
+    """A Recorder reconciled in a pool; ``slow`` names block until ``release`` is set."""
+
+    workers = 3
+
+    def __init__(self, names, slow=(), **kwargs):
+        super().__init__(names, **kwargs)
+        self.slow = set(slow)
+        self.release = threading.Event()
+        self.threads: set[str] = set()
+        self._lock = threading.Lock()
+
+    def reconcile(self, ctx, obj, partition):
+        with self._lock:
+            self.threads.add(threading.current_thread().name)
+        if obj["metadata"]["name"] in self.slow:
+            assert self.release.wait(10)
+        with self._lock:
+            return super().reconcile(ctx, obj, partition)
+
+
+def test_a_pooled_controller_runs_in_its_pool_and_leaves_stragglers_behind(caplog):
+    rec = Pooled([f"o{i}" for i in range(9)], slow={"o0"}, due={"o0": 2_000_000.0})
+    engine, _ = make(rec)
+    try:
+        with caplog.at_level("INFO"):
+            assert engine.run_cycle()
+        assert sorted(rec.seen) == [f"o{i}" for i in range(1, 9)]  # the straggler is still running
+        assert all(name.startswith("reconcile-recorder") for name in rec.threads)
+        assert ObjectRef("recorder", "o0") in engine._in_flight and not engine.settled
+        record = next(r for r in caplog.records if r.getMessage() == "stragglers left running")
+        assert record.objects == ["o0"]
+        # The next cycle does not start it twice.
+        assert engine.run_cycle()
+        assert rec.seen.count("o1") == 2 and "o0" not in rec.seen
+        rec.release.set()
+        deadline = time.monotonic() + 5
+        while ObjectRef("recorder", "o0") in engine._in_flight:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        # It finished in the background and scheduled itself as it asked.
+        assert "o0" in rec.seen and engine.next_due() == 2_000_000.0
+    finally:
+        rec.release.set()
+        engine.close()
+
+
+def test_a_pooled_due_object_is_fetched_and_reconciled_in_the_pool():
+    rec = Pooled(["a"])
+    engine, _ = make(rec)
+    try:
+        engine.run_due([ObjectRef("recorder", "a"), ObjectRef("recorder", "gone")])
+        assert sorted(rec.fetched) == ["a", "gone"]
+        assert rec.seen == ["a"] and all(n.startswith("reconcile-") for n in rec.threads)
+    finally:
+        engine.close()
+
+
+def test_a_pooled_fetch_that_fails_backs_off():
+    class Unfetchable(Pooled):
+        def fetch(self, ctx, ref):
+            raise Unreachable("GET https://127.0.0.1:1/x: connection refused")
+
+    rec = Unfetchable(["a"])
+    engine, clock = make(rec)
+    try:
+        engine.run_due([ObjectRef("recorder", "a")])
+        assert engine.backoff.failures == {ObjectRef("recorder", "a"): 1}
+        assert engine.next_due() is not None and engine.next_due() > clock.now
+    finally:
+        engine.close()
+
+
+def test_a_bug_around_a_pooled_reconcile_is_logged_and_the_cycle_goes_on(caplog):
+    class Broken(Pooled):
+        def fetch(self, ctx, ref):
+            raise RuntimeError("bug in fetch")
+
+    rec = Broken(["a"])
+    engine, _ = make(rec)
+    try:
+        with caplog.at_level("ERROR"):
+            engine.run_due([ObjectRef("recorder", "a")])
+        assert any(r.getMessage() == "pooled reconcile failed" for r in caplog.records)
+        assert not engine._in_flight
+    finally:
+        engine.close()
+
+
+def test_with_nothing_finished_the_cycle_waits_for_a_slow_pooled_reconcile():
+    # No other reconcile to compare with: the slow one is waited for (its own deadline bounds it).
+    rec = Pooled(["only"], slow={"only"})
+    engine, _ = make(rec)
+    threading.Timer(0.6, rec.release.set).start()
+    try:
+        started = time.monotonic()
+        assert engine.run_cycle()
+        assert time.monotonic() - started >= 0.5 and rec.seen == ["only"]
+        assert engine.settled
+    finally:
+        rec.release.set()
+        engine.close()
+
+
+def test_a_snapshot_shared_by_pooled_reconciles_lists_each_resource_once(api, kube):
+    from kcp_tmc.reconcilers.resources import SYNCTARGETS
+
+    api.faults.latency(0.3)
+    snapshot = Snapshot(kube)
+    before = kube.requests
+    results: list[list] = []
+    threads = [threading.Thread(target=lambda: results.append(snapshot.list(SYNCTARGETS))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == [[]] * 4 and kube.requests - before == 1

@@ -13,8 +13,7 @@ from kcp_tmc.policies.keys import sync_target_key
 from kcp_tmc.reconcilers.client import KubeClient
 from kcp_tmc.reconcilers.leases import LEASES, partition_of
 from kcp_tmc.reconcilers.resources import SYNCTARGETS
-from kcp_tmc.testing import FakeAPIServer
-from tests.reconcilers.reconciler_processes import FAST_LEASES, Reconciler, crds, wait_for
+from tests.reconcilers.reconciler_processes import Reconciler, kcp_for_replicas, start_replica, wait_for
 
 LEASE_DURATION = 2.0
 RETRY = 0.25
@@ -24,10 +23,7 @@ NAMES = ("a", "b", "c")
 
 @pytest.fixture
 def server():
-    tokens = {f"token-{n}": (f"replica-{n}", ["system:authenticated"]) for n in NAMES}
-    with FakeAPIServer(tokens=tokens) as api:
-        for crd in crds():
-            api.install_crd(crd)
+    with kcp_for_replicas(NAMES) as api:
         yield api
 
 
@@ -38,10 +34,7 @@ def admin(server):
 
 
 def start(server, tmp_path, name: str, *args: str) -> Reconciler:
-    kubeconfig = server.write_kubeconfig(
-        str(tmp_path / f"{name}.kubeconfig"), token=f"token-{name}", user=name
-    )
-    return Reconciler(kubeconfig, tmp_path / f"{name}.log", "--identity", name, *FAST_LEASES, *args)
+    return start_replica(server, tmp_path, name, *args)
 
 
 def now_text() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from kcp_tmc.reconcilers.leases import LEASES, LeaseConfig, LeaseCoordinator, StaticOwnership, partition_of
@@ -139,3 +141,24 @@ def test_a_restart_with_the_same_identity_renews_its_leases_at_once(kube):
     restarted = coordinator(kube, "pod-0", clock, partitions=2)
     restarted.tick()
     assert restarted.owned() == frozenset({0, 1})
+
+
+@pytest.mark.parametrize(
+    ("identity", "name"),
+    [
+        ("a", "tmc-reconciler-replica-a"),
+        ("pod-7.example", "tmc-reconciler-replica-pod-7.example"),
+        ("vm_371d7665", "tmc-reconciler-replica-vm-371d7665-"),
+        ("Node_A", "tmc-reconciler-replica-node-a-"),
+        ("__", "tmc-reconciler-replica-replica-"),
+    ],
+)
+def test_the_presence_lease_name_is_a_valid_object_name(identity, name):
+    # kube-apiserver refused tmc-reconciler-replica-vm_371d7665 (the default identity has a "_").
+    lease = LeaseConfig(namespace="d", identity=identity).presence_lease
+    assert lease == name or (name.endswith("-") and lease.startswith(name) and len(lease) == len(name) + 8)
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", lease)
+    assert (
+        LeaseConfig(namespace="d", identity="vm-1").presence_lease
+        != LeaseConfig(namespace="d", identity="vm_1").presence_lease
+    )

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from kcp_tmc.reconcilers.client import ApiError, _error_from
 from kcp_tmc.testing import FakeAPIServer
-from tests.reconcilers.reconciler_processes import crds
-from tests.reconcilers.test_reconciler_realapi import register_and_converge
+from tests.reconcilers.reconciler_processes import crds, register_and_converge
 
 
 def test_a_warming_resource_is_retried_when_the_server_says() -> None:
