@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -44,6 +45,7 @@ __all__ = [
     "NotFound",
     "Resource",
     "Unreachable",
+    "iter_list_items",
 ]
 
 Obj = dict[str, Any]
@@ -268,6 +270,16 @@ class KubeClient:
                 item.setdefault("kind", resource.kind)
         return items, str((data.get("metadata") or {}).get("resourceVersion", ""))
 
+    def iter_list(self, resource: Resource) -> Iterator[Obj]:
+        """All objects of ``resource`` in one request, parsed one at a time.
+
+        For kinds with very many objects (workloads): the parsed list never exists as a whole, so
+        memory follows one object, not the list; items lack ``apiVersion`` and ``kind``.
+        """
+        text = self.request("GET", resource.path()).decode("utf-8")
+        with paused_gc():
+            yield from iter_list_items(text)
+
     def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> Obj:
         """One object; :class:`NotFound` when absent."""
         obj: Obj = json.loads(self.request("GET", resource.path(name, namespace)))
@@ -308,6 +320,53 @@ class KubeClient:
                 resource.path(name, namespace),
                 body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
             )
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def iter_list_items(text: str) -> Iterator[Obj]:
+    """The ``items`` of a serialized List, one parsed object at a time (:class:`ValueError` if malformed).
+
+    Only the top level is walked here; each value is parsed by the C decoder.
+    """
+
+    def skip(at: int) -> int:
+        match = _SPACE.match(text, at)
+        return match.end() if match else at
+
+    def expect(at: int, chars: str) -> int:
+        if at >= len(text) or text[at] not in chars:
+            raise ValueError(f"malformed list at offset {at}: expected one of {chars!r}")
+        return at
+
+    at = expect(skip(0), "{") + 1
+    at = skip(at)
+    if text.startswith("}", at):
+        return
+    while True:
+        key, at = _DECODER.raw_decode(text, expect(skip(at), '"'))
+        at = skip(expect(skip(at), ":") + 1)
+        if key == "items" and text.startswith("[", at):
+            at = skip(at + 1)
+            if text.startswith("]", at):
+                at += 1
+            else:
+                while True:
+                    item, at = _DECODER.raw_decode(text, at)
+                    yield item
+                    at = skip(at)
+                    if text[expect(at, ",]")] == "]":
+                        at += 1
+                        break
+                    at = skip(at + 1)
+        else:
+            _, at = _DECODER.raw_decode(text, at)
+        at = skip(at)
+        if text[expect(at, ",}")] == "}":
+            return
+        at += 1
 
 
 def _error_from(status: int, data: bytes) -> ApiError:
