@@ -109,7 +109,10 @@ class QuotaController:
     def _federated_quota(self, ctx: Context, quota: Obj, partition: int) -> None:
         index = self.workloads.index(ctx)
         scope = quota_scope(quota, self.logical_cluster)
-        overall, per_key = index.use_in(w for w in index.namespace_use if scope.covers(*w))
+        if scope.namespace is not None:
+            overall, per_key = index.use_in([(scope.cluster, scope.namespace)])
+        else:
+            overall, per_key = index.use_in(index.namespaces_of(scope.cluster))
         names = self._target_names(ctx)
         # A target not found (deleted while workloads still name it) is shown under its key.
         per_target = {names.get(key, key): totals.quantities() for key, totals in per_key.items()}

@@ -66,6 +66,7 @@ class WorkloadIndex:
     #: Workloads seen, and the list requests made for them.
     workloads: int = 0
     requests: int = 0
+    _by_cluster: dict[str, list[Namespace]] | None = None
 
     def add(self, entry: _Entry) -> None:
         where = (entry.cluster, entry.namespace)
@@ -85,6 +86,14 @@ class WorkloadIndex:
             if node is None:
                 node = self.node_use[key] = Totals()
             node.add(entry.node)
+
+    def namespaces_of(self, cluster: str) -> list[Namespace]:
+        """The namespaces of ``cluster`` that have workloads."""
+        if self._by_cluster is None:
+            self._by_cluster = {}
+            for where in self.namespace_use:
+                self._by_cluster.setdefault(where[0], []).append(where)
+        return self._by_cluster.get(cluster, [])
 
     def use_in(self, namespaces: Iterable[Namespace]) -> tuple[Totals, dict[str, Totals]]:
         """The use of the workloads of ``namespaces``: overall, and per SyncTarget key."""
