@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from kcp_tmc.policies.aggregation import Totals
 from kcp_tmc.policies.clusters import cluster_of
 from kcp_tmc.policies.keys import sync_target_key
 from kcp_tmc.policies.model import is_cluster_scoped_quota
@@ -49,6 +50,10 @@ _RESOURCE: Final = "resourcequotas/"
 _MEMO: Final = "quota"
 
 
+def _fingerprint(totals: Totals) -> tuple[tuple[str, int, str], ...]:
+    return tuple(sorted((name, value, totals.formats[name]) for name, value in totals.nanos.items()))
+
+
 class QuotaController:
     """Writes FederatedQuota and cluster-scoped ResourceQuota status; see the module docstring."""
 
@@ -66,6 +71,8 @@ class QuotaController:
         self.workloads = workloads or WorkloadUsage(logical_cluster=logical_cluster)
         #: ``(plural, group)`` -> the Resource discovery found for it (None: not served).
         self._discovered: dict[tuple[str, str], Resource | None] = {}
+        #: FederatedQuota uid -> (resourceVersion, use) of the status last written or found right.
+        self._settled: dict[str, tuple[Any, Any]] = {}
 
     def _partition(self, quota: Mapping[str, Any], kind: str) -> int:
         meta = quota["metadata"]
@@ -74,7 +81,10 @@ class QuotaController:
 
     def refs(self, ctx: Context) -> list[tuple[ObjectRef, Obj, int]]:
         out = []
-        for quota in ctx.snapshot.list(FEDERATEDQUOTAS):
+        listed = ctx.snapshot.list(FEDERATEDQUOTAS)
+        uids = {quota["metadata"].get("uid", "") for quota in listed}
+        self._settled = {uid: v for uid, v in self._settled.items() if uid in uids}
+        for quota in listed:
             meta = quota["metadata"]
             ref = ObjectRef(self.name, _FEDERATED + meta["name"], meta.get("namespace", ""))
             out.append((ref, quota, self._partition(quota, "federatedquota")))
@@ -115,6 +125,14 @@ class QuotaController:
             overall, per_key = index.use_in(index.namespaces_of(scope.cluster))
         names = self._target_names(ctx)
         # A target not found (deleted while workloads still name it) is shown under its key.
+        inputs = (
+            _fingerprint(overall),
+            tuple(sorted((names.get(key, key), _fingerprint(totals)) for key, totals in per_key.items())),
+        )
+        meta = quota["metadata"]
+        uid = str(meta.get("uid", ""))
+        if self._settled.get(uid) == (meta.get("resourceVersion"), inputs):
+            return  # same quota, same use: the status written last time still holds
         per_target = {names.get(key, key): totals.quantities() for key, totals in per_key.items()}
         overall_use = overall.quantities()
 
@@ -124,7 +142,8 @@ class QuotaController:
             except ResourceListError as exc:
                 raise RetryLater(f"spec: {exc}") from None
 
-        ctx.apply(FEDERATEDQUOTAS, quota, desired_of, partition)
+        stored = ctx.apply(FEDERATEDQUOTAS, quota, desired_of, partition)
+        self._settled[uid] = (stored["metadata"].get("resourceVersion"), inputs)
 
     # --- ResourceQuota ------------------------------------------------------------------------------
 
