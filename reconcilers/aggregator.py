@@ -70,7 +70,8 @@ class AggregatorController:
         for st in ctx.snapshot.list(SYNCTARGETS):
             ref = ObjectRef(self.name, _SYNCTARGET + st["metadata"]["name"])
             out.append((ref, st, partition_of(self._key(st), self.partitions)))
-        for location in ctx.snapshot.list(LOCATIONS):
+        # Locations are a kcp kind: an apiserver without them has no Locations to aggregate.
+        for location in ctx.snapshot.list_optional(LOCATIONS):
             name = location["metadata"]["name"]
             key = f"location:{cluster_of(location, self.logical_cluster)}:{name}"
             out.append((ObjectRef(self.name, _LOCATION + name), location, partition_of(key, self.partitions)))

@@ -81,7 +81,8 @@ class QuotaController:
 
     def refs(self, ctx: Context) -> list[tuple[ObjectRef, Obj, int]]:
         out = []
-        listed = ctx.snapshot.list(FEDERATEDQUOTAS)
+        # Without the FederatedQuota CRD there are only ResourceQuotas to look after.
+        listed = ctx.snapshot.list_optional(FEDERATEDQUOTAS)
         uids = {quota["metadata"].get("uid", "") for quota in listed}
         self._settled = {uid: v for uid, v in self._settled.items() if uid in uids}
         for quota in listed:

@@ -12,6 +12,7 @@ so they are always exactly the sum of what exists now.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -40,7 +41,7 @@ _MEMO: Final = "workloads"
 Namespace = tuple[str, str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     """What one workload (at one resourceVersion) adds to the sums."""
 
@@ -117,6 +118,7 @@ class WorkloadUsage:
         self.logical_cluster = logical_cluster
         self.resources = tuple(resources)
         self._cache: dict[str, _Entry] = {}
+        self._shared: dict[Any, Any] = {}
 
     def index(self, ctx: Context) -> WorkloadIndex:
         """This cycle's sums (listed and summed on the first call of the cycle)."""
@@ -139,6 +141,8 @@ class WorkloadUsage:
                 continue  # the kind is not served here: no workloads of it
         # Only what exists now stays cached, so memory follows the number of workloads.
         self._cache = cache
+        if len(self._shared) > 2 * len(cache) + 1000:
+            self._shared = {}  # shared tuples of workloads gone: start over (entries keep theirs)
         ctx.snapshot.memo[_MEMO] = index
         return index
 
@@ -160,12 +164,15 @@ class WorkloadUsage:
                 extra={"object": meta.get("name"), "namespace": meta.get("namespace"), "error": str(exc)},
             )
             return None
+        # Workloads of one template use the same: share the tuples (and the names), so that the cache
+        # costs little more than a key and a resourceVersion per workload.
+        shared = self._shared
         return _Entry(
             resource_version=rv,
-            cluster=cluster_of(obj, self.logical_cluster),
-            namespace=str(meta.get("namespace") or ""),
-            overall=compact(overall),
-            per_target=compact(per_target),
-            node=compact(node),
-            targets=tuple(sorted(usage.targets)),
+            cluster=sys.intern(cluster_of(obj, self.logical_cluster)),
+            namespace=sys.intern(str(meta.get("namespace") or "")),
+            overall=shared.setdefault(c := compact(overall), c),
+            per_target=shared.setdefault(c := compact(per_target), c),
+            node=shared.setdefault(c := compact(node), c),
+            targets=shared.setdefault(t := tuple(sorted(usage.targets)), t),
         )

@@ -17,6 +17,7 @@ from kcp_tmc.reconcilers.aggregator import AggregatorController
 from kcp_tmc.reconcilers.client import ApiError, NotFound, iter_list_items
 from kcp_tmc.reconcilers.engine import Context, Engine, ObjectRef, RetryLater, Snapshot
 from kcp_tmc.reconcilers.quota import QuotaController
+from kcp_tmc.reconcilers.resources import LOCATIONS, SYNCTARGETS
 from kcp_tmc.reconcilers.workloads import WORKLOAD_RESOURCES, WorkloadUsage
 
 # --- the streaming list parser ------------------------------------------------------------------------
@@ -304,3 +305,12 @@ def test_resource_quota_and_federated_quota_refs_are_told_apart():
     ctx = context(client)
     refs = QuotaController().refs(ctx)
     assert [(r.name, r.namespace) for r, _, _ in refs] == [("resourcequotas/q", "admin")]
+
+
+def test_kinds_the_server_does_not_serve_list_as_empty():
+    client = MemoryClient({"synctargets": [{"metadata": {"name": "t"}}], "resourcequotas": []})
+    ctx = context(client)
+    assert [r.name for r, _, _ in AggregatorController().refs(ctx)] == ["synctargets/t"]
+    assert QuotaController().refs(ctx) == []
+    with pytest.raises(NotFound):
+        ctx.snapshot.list_optional(SYNCTARGETS) and ctx.snapshot.list(LOCATIONS)
