@@ -22,18 +22,15 @@ from kcp_tmc.policies.aggregation import LOCATION_LABELS_ANNOTATION, location_st
 from kcp_tmc.policies.clusters import cluster_of
 from kcp_tmc.policies.keys import sync_target_key
 from kcp_tmc.policies.selectors import SelectorError
-from kcp_tmc.reconcilers.client import Resource
-from kcp_tmc.reconcilers.engine import Context, ObjectRef, Outcome, RetryLater, not_found_is_none
+from kcp_tmc.reconcilers.engine import Context, ObjectRef, Outcome, RetryLater
 from kcp_tmc.reconcilers.leases import partition_of
 from kcp_tmc.reconcilers.resources import LOCATIONS, SYNCTARGETS
-from kcp_tmc.reconcilers.workloads import WorkloadUsage
+from kcp_tmc.reconcilers.workloads import WorkloadController
 
 __all__ = ["AggregatorController"]
 
 Obj = dict[str, Any]
 
-_SYNCTARGET: Final = "synctargets/"
-_LOCATION: Final = "locations/"
 _MEMO: Final = "aggregator"
 _QUANTITY_LISTS: Final = ("capacity", "allocatable", "used")
 
@@ -46,21 +43,11 @@ def _with_status(current: Mapping[str, Any], fields: Mapping[str, Any], drop: tu
     return {"status": status}
 
 
-class AggregatorController:
+class AggregatorController(WorkloadController):
     """Writes SyncTarget use and Location status; see the module docstring."""
 
     name = "aggregator"
-
-    def __init__(
-        self,
-        *,
-        logical_cluster: str = "root",
-        partitions: int = 1,
-        workloads: WorkloadUsage | None = None,
-    ) -> None:
-        self.logical_cluster = logical_cluster
-        self.partitions = partitions
-        self.workloads = workloads or WorkloadUsage(logical_cluster=logical_cluster)
+    kinds = (SYNCTARGETS, LOCATIONS)
 
     def _key(self, st: Mapping[str, Any]) -> str:
         return sync_target_key(cluster_of(st, self.logical_cluster), st["metadata"]["name"])
@@ -68,13 +55,12 @@ class AggregatorController:
     def refs(self, ctx: Context) -> list[tuple[ObjectRef, Obj, int]]:
         out = []
         for st in ctx.snapshot.list(SYNCTARGETS):
-            ref = ObjectRef(self.name, _SYNCTARGET + st["metadata"]["name"])
-            out.append((ref, st, partition_of(self._key(st), self.partitions)))
+            out.append((self.ref(SYNCTARGETS, st), st, partition_of(self._key(st), self.partitions)))
         # Locations are a kcp kind: an apiserver without them has no Locations to aggregate.
         for location in ctx.snapshot.list_optional(LOCATIONS):
             name = location["metadata"]["name"]
             key = f"location:{cluster_of(location, self.logical_cluster)}:{name}"
-            out.append((ObjectRef(self.name, _LOCATION + name), location, partition_of(key, self.partitions)))
+            out.append((self.ref(LOCATIONS, location), location, partition_of(key, self.partitions)))
         return out
 
     def _used(self, ctx: Context) -> dict[str, dict[str, str]]:
@@ -132,8 +118,3 @@ class AggregatorController:
             return desired
 
         ctx.apply(LOCATIONS, location, desired_of, partition)
-
-    def fetch(self, ctx: Context, ref: ObjectRef) -> Obj | None:
-        resource: Resource = LOCATIONS if ref.name.startswith(_LOCATION) else SYNCTARGETS
-        name = ref.name.partition("/")[2]
-        return not_found_is_none(lambda: ctx.client.get(resource, name))

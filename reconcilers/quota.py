@@ -34,10 +34,10 @@ from kcp_tmc.policies.quotastatus import (
 )
 from kcp_tmc.policies.usage import object_count_name
 from kcp_tmc.reconcilers.client import ApiError, NotFound, Resource
-from kcp_tmc.reconcilers.engine import Context, ObjectRef, Outcome, RetryLater, not_found_is_none
+from kcp_tmc.reconcilers.engine import Context, ObjectRef, Outcome, RetryLater
 from kcp_tmc.reconcilers.leases import partition_of
 from kcp_tmc.reconcilers.resources import FEDERATEDQUOTAS, RESOURCEQUOTAS, SYNCTARGETS
-from kcp_tmc.reconcilers.workloads import WorkloadIndex, WorkloadUsage
+from kcp_tmc.reconcilers.workloads import WorkloadController, WorkloadIndex
 
 __all__ = ["QuotaController"]
 
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-_FEDERATED: Final = "federatedquotas/"
-_RESOURCE: Final = "resourcequotas/"
 _MEMO: Final = "quota"
 
 
@@ -54,21 +52,15 @@ def _fingerprint(totals: Totals) -> tuple[tuple[str, int, str], ...]:
     return tuple(sorted((name, value, totals.formats[name]) for name, value in totals.nanos.items()))
 
 
-class QuotaController:
+class QuotaController(WorkloadController):
     """Writes FederatedQuota and cluster-scoped ResourceQuota status; see the module docstring."""
 
     name = "quota"
+    kinds = (FEDERATEDQUOTAS, RESOURCEQUOTAS)
 
-    def __init__(
-        self,
-        *,
-        logical_cluster: str = "root",
-        partitions: int = 1,
-        workloads: WorkloadUsage | None = None,
-    ) -> None:
-        self.logical_cluster = logical_cluster
-        self.partitions = partitions
-        self.workloads = workloads or WorkloadUsage(logical_cluster=logical_cluster)
+    def __init__(self, **settings: Any) -> None:
+        """Takes the settings of :class:`~kcp_tmc.reconcilers.workloads.WorkloadController`."""
+        super().__init__(**settings)
         #: ``(plural, group)`` -> the Resource discovery found for it (None: not served).
         self._discovered: dict[tuple[str, str], Resource | None] = {}
         #: FederatedQuota uid -> (resourceVersion, use) of the status last written or found right.
@@ -86,15 +78,11 @@ class QuotaController:
         uids = {quota["metadata"].get("uid", "") for quota in listed}
         self._settled = {uid: v for uid, v in self._settled.items() if uid in uids}
         for quota in listed:
-            meta = quota["metadata"]
-            ref = ObjectRef(self.name, _FEDERATED + meta["name"], meta.get("namespace", ""))
-            out.append((ref, quota, self._partition(quota, "federatedquota")))
+            out.append((self.ref(FEDERATEDQUOTAS, quota), quota, self._partition(quota, "federatedquota")))
         for quota in ctx.snapshot.list(RESOURCEQUOTAS):
             if not is_cluster_scoped_quota(quota):
                 continue
-            meta = quota["metadata"]
-            ref = ObjectRef(self.name, _RESOURCE + meta["name"], meta.get("namespace", ""))
-            out.append((ref, quota, self._partition(quota, "resourcequota")))
+            out.append((self.ref(RESOURCEQUOTAS, quota), quota, self._partition(quota, "resourcequota")))
         return out
 
     def reconcile(self, ctx: Context, obj: Obj, partition: int) -> Outcome:
@@ -222,8 +210,3 @@ class QuotaController:
             return {"status": resource_quota_status(current, self._counts(ctx, cluster, hard))}
 
         ctx.apply(RESOURCEQUOTAS, quota, desired_of, partition)
-
-    def fetch(self, ctx: Context, ref: ObjectRef) -> Obj | None:
-        resource = RESOURCEQUOTAS if ref.name.startswith(_RESOURCE) else FEDERATEDQUOTAS
-        name = ref.name.partition("/")[2]
-        return not_found_is_none(lambda: ctx.client.get(resource, name, namespace=ref.namespace))

@@ -22,9 +22,9 @@ from kcp_tmc.policies.clusters import DEFAULT_CLUSTER, cluster_of
 from kcp_tmc.policies.quantities import QuantityError
 from kcp_tmc.policies.usage import usage_of
 from kcp_tmc.reconcilers.client import NotFound, Resource
-from kcp_tmc.reconcilers.engine import Context
+from kcp_tmc.reconcilers.engine import Context, ObjectRef, not_found_is_none
 
-__all__ = ["WORKLOAD_RESOURCES", "WorkloadIndex", "WorkloadUsage"]
+__all__ = ["WORKLOAD_RESOURCES", "WorkloadController", "WorkloadIndex", "WorkloadUsage"]
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +176,33 @@ class WorkloadUsage:
             node=shared.setdefault(c := compact(node), c),
             targets=shared.setdefault(t := tuple(sorted(usage.targets)), t),
         )
+
+
+class WorkloadController:
+    """What the aggregator and the quota manager share: their settings, the workload index, and
+    refs naming the kind (``<plural>/<name>``), so that two objects of one name and different kinds
+    stay apart."""
+
+    name = ""
+    #: The kinds whose objects the controller writes.
+    kinds: tuple[Resource, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        logical_cluster: str = DEFAULT_CLUSTER,
+        partitions: int = 1,
+        workloads: WorkloadUsage | None = None,
+    ) -> None:
+        self.logical_cluster = logical_cluster
+        self.partitions = partitions
+        self.workloads = workloads or WorkloadUsage(logical_cluster=logical_cluster)
+
+    def ref(self, resource: Resource, obj: Mapping[str, Any]) -> ObjectRef:
+        meta = obj["metadata"]
+        return ObjectRef(self.name, f"{resource.plural}/{meta['name']}", str(meta.get("namespace") or ""))
+
+    def fetch(self, ctx: Context, ref: ObjectRef) -> dict[str, Any] | None:
+        plural, _, name = ref.name.partition("/")
+        resource = next(r for r in self.kinds if r.plural == plural)
+        return not_found_is_none(lambda: ctx.client.get(resource, name, namespace=ref.namespace or None))
