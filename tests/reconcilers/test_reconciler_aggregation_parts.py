@@ -35,6 +35,24 @@ def test_list_items_parsed_one_by_one_wherever_items_is(text):
     assert list(iter_list_items(text)) == json.loads(text)["items"]
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64])
+def test_list_items_from_pieces_of_any_size(size):
+    """Pieces split values, numbers and multi-byte characters anywhere: the items are the same."""
+    text = json.dumps(
+        {
+            "kind": "List",
+            "metadata": {"resourceVersion": "12345"},
+            "items": [{"n": 1234567, "s": "日本語 é", "t": True, "l": [1.5, None]}, {"n": -9}, 42, "x"],
+        },
+        ensure_ascii=False,
+    )
+    data = text.encode("utf-8")
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    assert list(iter_list_items(pieces)) == json.loads(text)["items"]
+    with pytest.raises(ValueError):  # cut short: the decoder's or our own message, by where the cut is
+        list(iter_list_items(pieces[:-1]))
+
+
 @pytest.mark.parametrize("text", ["{}", '{"items":[]}', '{"items": [ ] ,"kind":"X"}', '{"items":null}'])
 def test_empty_lists(text):
     assert list(iter_list_items(text)) == []
@@ -314,3 +332,25 @@ def test_kinds_the_server_does_not_serve_list_as_empty():
     assert QuotaController().refs(ctx) == []
     with pytest.raises(NotFound):
         ctx.snapshot.list_optional(SYNCTARGETS) and ctx.snapshot.list(LOCATIONS)
+
+
+def test_iter_list_against_the_fake_server(kube):
+    from kcp_tmc.reconcilers.client import Resource
+
+    configmaps = Resource("", "v1", "configmaps", namespaced=True, kind="ConfigMap")
+    for i in range(3):
+        kube.create(
+            configmaps,
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}"}},
+            namespace="default",
+        )
+    before = kube.requests
+    assert [obj["metadata"]["name"] for obj in kube.iter_list(configmaps)] == ["c0", "c1", "c2"]
+    assert kube.requests == before + 1
+    # Abandoned halfway: the connection is dropped, not reused with a body half read.
+    items = kube.iter_list(configmaps)
+    assert next(items)["metadata"]["name"] == "c0"
+    items.close()
+    assert len(kube.list(configmaps)[0]) == 3
+    with pytest.raises(NotFound, match="404"):
+        list(kube.iter_list(Resource("example.com", "v1", "widgets", namespaced=True)))
