@@ -88,21 +88,22 @@ class AggregatorController(WorkloadController):
 
         ctx.apply(SYNCTARGETS, st, desired_of, partition)
 
-    def _targets(self, ctx: Context) -> list[Obj]:
-        """The SyncTargets with the use this cycle computed, not the one last written: no lag."""
+    def _targets(self, ctx: Context) -> dict[str, list[Obj]]:
+        """The SyncTargets by logical cluster, with the use this cycle computed (Locations never lag)."""
         memo = ctx.snapshot.memo.get(_MEMO + "/targets")
         if memo is None:
             used = self._used(ctx)
-            memo = []
+            memo = {}
             for st in ctx.snapshot.list(SYNCTARGETS):
                 status = dict(st.get("status") or {})
                 status["used"] = used.get(self._key(st), {})
-                memo.append({**st, "status": status})
+                memo.setdefault(cluster_of(st, self.logical_cluster), []).append({**st, "status": status})
             ctx.snapshot.memo[_MEMO + "/targets"] = memo
         return memo
 
     def _location(self, ctx: Context, location: Obj, partition: int) -> None:
-        targets = self._targets(ctx)
+        # Only the Location's own logical cluster counts; the others are not even looked at.
+        targets = self._targets(ctx).get(cluster_of(location, self.logical_cluster), [])
 
         def desired_of(current: Obj) -> Obj:
             try:

@@ -45,14 +45,12 @@ def engine_for(kube) -> Engine:
     )
 
 
-def make_target(kube, name, *, ready="True", cpu="4", memory="8Gi", region="us-east1"):
+def make_target(kube, name, *, ready="True", cpu="4", memory="8Gi", region="us-east1", cluster=None):
+    meta = {"name": name, "labels": {"region": region}}
+    if cluster:
+        meta["annotations"] = {"kcp.io/cluster": cluster}
     kube.create(
-        SYNCTARGETS,
-        {
-            "apiVersion": "workload.kcp.io/v1alpha1",
-            "kind": "SyncTarget",
-            "metadata": {"name": name, "labels": {"region": region}},
-        },
+        SYNCTARGETS, {"apiVersion": "workload.kcp.io/v1alpha1", "kind": "SyncTarget", "metadata": meta}
     )
     kube.merge_patch(
         SYNCTARGETS,
@@ -112,6 +110,8 @@ def build_world(kube):
     make_target(kube, "east")
     make_target(kube, "west", cpu="2", memory="4Gi", region="us-west1")
     make_target(kube, "down", ready="False", cpu="64")
+    # Another logical cluster's target: never an instance of this workspace's Location.
+    make_target(kube, "foreign", cpu="1000", cluster="root:other")
     kube.create(
         LOCATIONS,
         {
