@@ -21,8 +21,8 @@ from kcp_tmc.policies.aggregation import Compact, Totals, compact, node_requests
 from kcp_tmc.policies.clusters import DEFAULT_CLUSTER, cluster_of
 from kcp_tmc.policies.quantities import QuantityError
 from kcp_tmc.policies.usage import usage_of
-from kcp_tmc.reconcilers.client import NotFound, Resource
-from kcp_tmc.reconcilers.engine import Context, ObjectRef, not_found_is_none
+from kcp_tmc.reconcilers.client import ApiError, NotFound, Resource, Unreachable
+from kcp_tmc.reconcilers.engine import Context, ObjectRef, RetryLater, not_found_is_none
 
 __all__ = ["WORKLOAD_RESOURCES", "WorkloadController", "WorkloadIndex", "WorkloadUsage"]
 
@@ -125,6 +125,19 @@ class WorkloadUsage:
         memo = ctx.snapshot.memo.get(_MEMO)
         if isinstance(memo, WorkloadIndex):
             return memo
+        if isinstance(memo, RetryLater):
+            # Listing failed earlier this cycle: every object waiting for the sums fails the same way,
+            # without listing everything again for each of them.
+            raise RetryLater(str(memo))
+        try:
+            index = self._build(ctx)
+        except (ApiError, Unreachable, ValueError) as exc:
+            failure = ctx.snapshot.memo[_MEMO] = RetryLater(f"listing workloads failed: {exc}")
+            raise RetryLater(str(failure)) from exc
+        ctx.snapshot.memo[_MEMO] = index
+        return index
+
+    def _build(self, ctx: Context) -> WorkloadIndex:
         index = WorkloadIndex()
         cache: dict[str, _Entry] = {}
         for resource in self.resources:
@@ -143,7 +156,6 @@ class WorkloadUsage:
         self._cache = cache
         if len(self._shared) > 2 * len(cache) + 1000:
             self._shared = {}  # shared tuples of workloads gone: start over (entries keep theirs)
-        ctx.snapshot.memo[_MEMO] = index
         return index
 
     def _entry(self, resource: Resource, obj: Mapping[str, Any]) -> _Entry | None:

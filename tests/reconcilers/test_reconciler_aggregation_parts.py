@@ -354,3 +354,22 @@ def test_iter_list_against_the_fake_server(kube):
     assert len(kube.list(configmaps)[0]) == 3
     with pytest.raises(NotFound, match="404"):
         list(kube.iter_list(Resource("example.com", "v1", "widgets", namespaced=True)))
+
+
+def test_failed_workload_lists_fail_the_cycle_once_not_per_object():
+    from kcp_tmc.reconcilers.client import Unreachable
+
+    client = MemoryClient(
+        {"pods": []}, errors={"deployments": Unreachable("GET /apis/apps/v1/deployments: refused")}
+    )
+    ctx = context(client)
+    usage = WorkloadUsage()
+    message = r"^listing workloads failed: GET /apis/apps/v1/deployments: refused$"
+    with pytest.raises(RetryLater, match=message):
+        usage.index(ctx)
+    requests = client.requests
+    with pytest.raises(RetryLater, match=message):
+        usage.index(ctx)
+    assert client.requests == requests  # not listed again within the cycle
+    client.errors.clear()
+    assert usage.index(context(client)).workloads == 0  # the next cycle lists again
