@@ -242,9 +242,16 @@ def _has_taskset() -> bool:
     return any(os.access(os.path.join(d, "taskset"), os.X_OK) for d in os.environ.get("PATH", "").split(":"))
 
 
-def _cycle(engine: Engine, client: KubeClient) -> dict[str, float]:
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+        fields = handle.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cycle(engine: Engine, client: KubeClient, server_pid: int) -> dict[str, float]:
     requests, waited = client.requests, client.request_seconds
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu, server_cpu = time.perf_counter(), time.process_time(), process_cpu_s(server_pid)
     assert engine.run_cycle()
     wall_s = time.perf_counter() - wall
     wait_s = client.request_seconds - waited
@@ -253,6 +260,7 @@ def _cycle(engine: Engine, client: KubeClient) -> dict[str, float]:
         "wait_s": wait_s,
         "own_s": wall_s - wait_s,
         "cpu_s": time.process_time() - cpu,
+        "server_cpu_s": process_cpu_s(server_pid) - server_cpu,
         "requests": client.requests - requests,
         "writes": engine.last_cycle_writes,
     }
@@ -261,7 +269,8 @@ def _cycle(engine: Engine, client: KubeClient) -> dict[str, float]:
 def _line(label: str, r: dict[str, float]) -> str:
     return (
         f"{label:<22} wall {r['wall_s']:7.2f} s (apiserver {r['wait_s']:6.2f} s, own {r['own_s']:6.2f} s), "
-        f"cpu {r['cpu_s']:6.2f} s, requests {r['requests']:>5.0f}, writes {r['writes']:>6.0f}"
+        f"cpu {r['cpu_s']:6.2f} s (apiserver's {r['server_cpu_s']:6.2f} s), "
+        f"requests {r['requests']:>5.0f}, writes {r['writes']:>6.0f}"
     )
 
 
@@ -309,11 +318,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         QuotaController(logical_cluster=CLUSTER, workloads=workloads),
                     ],
                 )
-                first = _cycle(engine, client)
-                steady = [_cycle(engine, client) for _ in range(args.cycles)]
+                pid = server.process.pid
+                first = _cycle(engine, client, pid)
+                steady = [_cycle(engine, client, pid) for _ in range(args.cycles)]
                 changed = churn(client, args.workloads, args.targets)
-                after_churn = _cycle(engine, client)
-                settled = _cycle(engine, client)
+                after_churn = _cycle(engine, client, pid)
+                settled = _cycle(engine, client, pid)
                 rss_now, rss_peak = rss_mib(), peak_rss_mib()
 
                 # Baseline, same run: only fetching and parsing the lists the cycle reads.
@@ -326,9 +336,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     CONFIGMAPS,
                 ]
                 requests, waited = client.requests, client.request_seconds
-                wall = time.perf_counter()
+                wall, cpu, server_cpu = time.perf_counter(), time.process_time(), process_cpu_s(pid)
                 held = [client.list(kind)[0] for kind in kinds]
                 base = {"wall_s": time.perf_counter() - wall, "wait_s": client.request_seconds - waited}
+                base["cpu_s"] = time.process_time() - cpu
+                base["server_cpu_s"] = process_cpu_s(pid) - server_cpu
                 base["requests"] = client.requests - requests
                 base_objects = sum(len(items) for items in held)
                 base_peak = peak_rss_mib()
@@ -343,10 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_line("settled again", settled))
     print(
         f"{'baseline: lists only':<22} wall {base['wall_s']:7.2f} s (apiserver {base['wait_s']:6.2f} s), "
+        f"cpu {base['cpu_s']:6.2f} s (apiserver's {base['server_cpu_s']:6.2f} s), "
         f"requests {base['requests']:>5.0f}, {base_objects} objects held"
     )
     print(
-        f"steady cycle / baseline: wall x{median['wall_s'] / max(base['wall_s'], 1e-9):.2f}; "
+        f"steady cycle / baseline: wall x{median['wall_s'] / max(base['wall_s'], 1e-9):.2f}, "
+        f"cpu x{median['cpu_s'] / max(base['cpu_s'], 1e-9):.2f}; "
         f"RSS peak {rss_peak:.0f} MiB (now {rss_now:.0f} MiB) vs {base_peak:.0f} MiB once the lists are held"
     )
     failures = []
