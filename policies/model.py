@@ -175,6 +175,8 @@ class SyncTargetStatus(TypedDict, total=False):
     syncedResources: list[ResourceToSync]
     lastSyncerHeartbeatTime: str
     virtualWorkspaces: list[VirtualWorkspace]
+    #: This project's extension: what the workloads placed on the target request of its nodes.
+    used: ResourceList
 
 
 class SyncTarget(TypedDict, total=False):
@@ -220,6 +222,10 @@ class LocationStatus(TypedDict, total=False):
 
     instances: int
     availableInstances: int
+    #: This project's extension: sums over the available instances.
+    capacity: ResourceList
+    allocatable: ResourceList
+    used: ResourceList
 
 
 class Location(TypedDict, total=False):
@@ -315,7 +321,8 @@ class AggregatedQuotaStatus(TypedDict):
     """``FederatedQuota.status.aggregatedStatus[]``."""
 
     syncTarget: str
-    hard: ResourceList
+    #: Only for SyncTargets with a static assignment.
+    hard: NotRequired[ResourceList]
     used: NotRequired[ResourceList]
 
 

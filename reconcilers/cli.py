@@ -19,6 +19,7 @@ from datetime import timedelta
 from types import FrameType
 
 from kcp_tmc.policies.timefmt import format_go_duration, parse_go_duration
+from kcp_tmc.reconcilers.aggregator import AggregatorController
 from kcp_tmc.reconcilers.client import InvalidKubeconfig, KubeClient
 from kcp_tmc.reconcilers.cluster import DEADLINE, WORKERS, ClusterController
 from kcp_tmc.reconcilers.engine import Controller, Engine
@@ -26,15 +27,18 @@ from kcp_tmc.reconcilers.health import HealthServer, parse_bind
 from kcp_tmc.reconcilers.leases import LeaseConfig, LeaseCoordinator, Ownership, StaticOwnership
 from kcp_tmc.reconcilers.logs import setup_logging
 from kcp_tmc.reconcilers.metrics import Metrics
+from kcp_tmc.reconcilers.quota import QuotaController
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
 from kcp_tmc.reconcilers.virtualworkspaces import parse_shard
+from kcp_tmc.reconcilers.workloads import WorkloadUsage
 
 __all__ = ["CONTROLLERS", "build_parser", "main"]
 
 log = logging.getLogger("kcp_tmc.reconcilers")
 
-#: ``--controllers`` names: the three SyncTarget steps and the Cluster controller.
-CONTROLLERS = ("synctarget", "heartbeat", "syncedresources", "cluster")
+#: ``--controllers`` names: the three SyncTarget steps, the Cluster controller, the resource aggregator
+#: and the quota manager.
+CONTROLLERS = ("synctarget", "heartbeat", "syncedresources", "cluster", "aggregator", "quota")
 _NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -223,6 +227,18 @@ def build_controllers(
                 synced_resources="syncedresources" in opts.controllers,
                 partitions=partitions,
             )
+        )
+    # The aggregator and the quota manager share one workload index: the workloads are listed once.
+    workloads = WorkloadUsage(logical_cluster=opts.logical_cluster)
+    if "aggregator" in opts.controllers:
+        controllers.append(
+            AggregatorController(
+                logical_cluster=opts.logical_cluster, partitions=partitions, workloads=workloads
+            )
+        )
+    if "quota" in opts.controllers:
+        controllers.append(
+            QuotaController(logical_cluster=opts.logical_cluster, partitions=partitions, workloads=workloads)
         )
     return controllers
 

@@ -14,10 +14,12 @@ the reconcilers act on), and :class:`Unreachable` (no answer at all).
 from __future__ import annotations
 
 import base64
+import codecs
 import json
+import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,7 @@ __all__ = [
     "NotFound",
     "Resource",
     "Unreachable",
+    "iter_list_items",
 ]
 
 Obj = dict[str, Any]
@@ -215,19 +218,10 @@ class KubeClient:
 
     # --- raw requests ---------------------------------------------------------------------------------
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-        timeout: float | None = None,
-    ) -> bytes:
-        """One HTTP request; the response body on 2xx, else :class:`ApiError` / :class:`Unreachable`."""
-        if query:
-            path = f"{path}?{urlencode(query)}"
+    def _send(
+        self, method: str, path: str, body: Any, content_type: str, timeout: float | None
+    ) -> tuple[Any, float]:
+        """Send one request; the response with its body unread, and when the request started."""
         limit = timeout or self.timeout
         until = getattr(self._local, "until", None)
         if until is not None:
@@ -252,6 +246,22 @@ class KubeClient:
             raise Unreachable(f"{method} {self.host}{path}: {exc}") from exc
         except k8s_client.ApiException as exc:  # the REST layer raises it for TLS failures only
             raise Unreachable(f"{method} {self.host}{path}: {exc.reason}") from exc
+        return response, started
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float | None = None,
+    ) -> bytes:
+        """One HTTP request; the response body on 2xx, else :class:`ApiError` / :class:`Unreachable`."""
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        response, started = self._send(method, path, body, content_type, timeout)
         try:
             data: bytes = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -263,6 +273,31 @@ class KubeClient:
         if response.status >= 300:
             raise _error_from(response.status, data)
         return data
+
+    def _body_chunks(self, response: Any, path: str, started: float) -> Iterator[bytes]:
+        """The body of ``response`` in pieces of at most 1 MiB; time spent waiting for them is counted."""
+        raw = response.response
+        done = False
+        try:
+            while True:
+                try:
+                    chunk: bytes = raw.read(_CHUNK)
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise Unreachable(f"GET {self.host}{path}: {exc}") from exc
+                finally:
+                    with self._lock:
+                        self.request_seconds += time.perf_counter() - started
+                if not chunk:
+                    done = True
+                    return
+                yield chunk
+                started = time.perf_counter()
+        finally:
+            # A body read to its end gives the connection back; one abandoned halfway is closed.
+            if done:
+                raw.release_conn()
+            else:
+                raw.close()
 
     def get_json(self, path: str, *, timeout: float | None = None) -> Any:
         """GET a path and parse the JSON body."""
@@ -293,6 +328,21 @@ class KubeClient:
             if resource.kind:
                 item.setdefault("kind", resource.kind)
         return items, str((data.get("metadata") or {}).get("resourceVersion", ""))
+
+    def iter_list(self, resource: Resource) -> Iterator[Obj]:
+        """All objects of ``resource`` in one request, parsed one at a time.
+
+        For kinds with very many objects (workloads): the body is read and parsed in pieces, so
+        neither it nor the parsed list ever exists as a whole and memory follows one object, not the
+        list; items lack ``apiVersion`` and ``kind``.
+        """
+        path = resource.path()
+        response, started = self._send("GET", path, None, "application/json", None)
+        if response.status >= 300:
+            data = b"".join(self._body_chunks(response, path, started))
+            raise _error_from(response.status, data)
+        with paused_gc():
+            yield from iter_list_items(self._body_chunks(response, path, started))
 
     def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> Obj:
         """One object; :class:`NotFound` when absent."""
@@ -334,6 +384,105 @@ class KubeClient:
                 resource.path(name, namespace),
                 body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
             )
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+_CHUNK = 1 << 20
+
+
+class _Text:
+    """The not yet parsed part of a JSON text arriving in pieces."""
+
+    def __init__(self, pieces: Iterable[bytes | str]) -> None:
+        self._pieces = iter(pieces)
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.text = ""
+        self.at = 0
+        self._consumed = 0
+        self._eof = False
+
+    def _more(self) -> bool:
+        """Append the next piece (dropping what was parsed); False at the end."""
+        while not self._eof:
+            piece = next(self._pieces, None)
+            if piece is None:
+                self._eof = True
+                decoded = self._decoder.decode(b"", final=True)
+            else:
+                decoded = piece if isinstance(piece, str) else self._decoder.decode(piece)
+            if decoded:
+                self._consumed += self.at
+                self.text = self.text[self.at :] + decoded
+                self.at = 0
+                return True
+        return False
+
+    def peek(self) -> str:
+        """The next character that is not white space; ``""`` at the end."""
+        while True:
+            match = _SPACE.match(self.text, self.at)
+            self.at = match.end() if match else self.at
+            if self.at < len(self.text):
+                return self.text[self.at]
+            if not self._more():
+                return ""
+
+    def expect(self, chars: str) -> str:
+        found = self.peek()
+        if not found or found not in chars:
+            offset = self._consumed + self.at
+            raise ValueError(f"malformed list at offset {offset}: expected one of {chars!r}")
+        return found
+
+    def value(self) -> Any:
+        """The next JSON value, by the C decoder; waits for more pieces while it is incomplete."""
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.text, self.at)
+            except json.JSONDecodeError:
+                if self._more():
+                    continue
+                raise
+            if end == len(self.text) and self._more():
+                continue  # a number may go on in the next piece
+            self.at = end
+            return value
+
+
+def iter_list_items(pieces: str | Iterable[bytes | str]) -> Iterator[Obj]:
+    """The ``items`` of a serialized List, one parsed object at a time (:class:`ValueError` if malformed).
+
+    ``pieces`` is the text, or the body in pieces as it arrives.  Only the top level is walked here;
+    each value is parsed by the C decoder.
+    """
+    reader = _Text([pieces] if isinstance(pieces, str) else pieces)
+    reader.expect("{")
+    reader.at += 1
+    if reader.peek() == "}":
+        return
+    while True:
+        reader.expect('"')
+        key = reader.value()
+        reader.expect(":")
+        reader.at += 1
+        if key == "items" and reader.peek() == "[":
+            reader.at += 1
+            if reader.peek() == "]":
+                reader.at += 1
+            else:
+                while True:
+                    yield reader.value()
+                    if reader.expect(",]") == "]":
+                        reader.at += 1
+                        break
+                    reader.at += 1
+        else:
+            reader.value()
+        if reader.expect(",}") == "}":
+            return
+        reader.at += 1
 
 
 def _error_from(status: int, data: bytes) -> ApiError:

@@ -55,6 +55,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+ObjList = list[Obj]
 
 #: Conflicts re-read and retried this many times within one reconcile before it counts as an error.
 CONFLICT_RETRIES = 3
@@ -106,6 +107,13 @@ class Snapshot:
             if key not in self._lists:
                 self._lists[key] = self.client.list(resource, label_selector=label_selector)[0]
             return self._lists[key]
+
+    def list_optional(self, resource: Resource) -> ObjList:
+        """:meth:`list`, but a kind the server does not serve (404) lists as empty."""
+        try:
+            return self.list(resource)
+        except NotFound:
+            return []
 
 
 @dataclass

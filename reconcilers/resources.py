@@ -12,8 +12,11 @@ __all__ = [
     "CLUSTERROLES",
     "CLUSTERS",
     "DEPLOYMENTS",
+    "FEDERATEDQUOTAS",
+    "LOCATIONS",
     "NAMESPACES",
     "NODES",
+    "RESOURCEQUOTAS",
     "SECRETS",
     "SERVICEACCOUNTS",
     "SYNCTARGETS",
@@ -36,3 +39,8 @@ CLUSTERROLEBINDINGS = Resource(
     "rbac.authorization.k8s.io", "v1", "clusterrolebindings", kind="ClusterRoleBinding"
 )
 DEPLOYMENTS = Resource("apps", "v1", "deployments", namespaced=True, kind="Deployment")
+LOCATIONS = Resource("scheduling.kcp.io", "v1alpha1", "locations", kind="Location")
+FEDERATEDQUOTAS = Resource(
+    "tmc.kcp.io", "v1alpha1", "federatedquotas", namespaced=True, kind="FederatedQuota"
+)
+RESOURCEQUOTAS = Resource("", "v1", "resourcequotas", namespaced=True, kind="ResourceQuota")

@@ -31,7 +31,7 @@ from kcp_tmc.reconcilers.synctarget import SyncTargetController
         (
             ["--controllers", "synctarget,placement"],
             "argument --controllers: unknown controller(s) placement; "
-            "choose from synctarget, heartbeat, syncedresources, cluster",
+            "choose from synctarget, heartbeat, syncedresources, cluster, aggregator, quota",
         ),
         (["--metrics-bind", "8080"], "--metrics-bind must be HOST:PORT, got '8080'"),
         (["--partitions=-1"], "--partitions must be >= 1 (-1)"),
@@ -101,6 +101,20 @@ def test_cluster_pool_flags_reach_the_controller():
         ClusterController(workers=0)
     with pytest.raises(ValueError, match=r"--cluster-deadline must be >0 \(0\)"):
         ClusterController(deadline=0)
+
+
+def test_aggregator_and_quota_share_one_workload_index():
+    from datetime import timedelta
+
+    from kcp_tmc.reconcilers.aggregator import AggregatorController
+    from kcp_tmc.reconcilers.quota import QuotaController
+
+    opts = build_parser().parse_args(["--controllers", "quota,aggregator", "--logical-cluster", "root:a"])
+    aggregator, quota = build_controllers(opts, [], timedelta(minutes=1), 3)
+    assert (type(aggregator), type(quota)) == (AggregatorController, QuotaController)
+    assert aggregator.workloads is quota.workloads
+    assert aggregator.workloads.logical_cluster == "root:a"
+    assert (aggregator.partitions, quota.partitions) == (3, 3)
 
 
 def test_parse_bind():
