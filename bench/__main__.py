@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 #: The benchmark modules, in the order they run.
-MODULES = ("bench.webhook", "bench.reconciler")
+MODULES = ("bench.webhook", "bench.reconciler", "bench.fakeapi")
 
 
 def main() -> int:
