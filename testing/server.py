@@ -1,9 +1,12 @@
 """``FakeAPIServer``: an in-process Kubernetes API server for tests.
 
-One asyncio event loop in one background thread serves HTTP/1.1 (TLS by
-default) on 127.0.0.1; watches are coroutines, so hundreds of them cost no
-threads.  Requests that read or write objects run in a small worker pool (the
-admission hook may block on webhook calls); the store is guarded by one lock.
+An ``aiohttp.web`` application on its own event loop, in one background
+thread, serves HTTP/1.1 (TLS by default) on 127.0.0.1; watches are coroutines,
+so hundreds of them cost no threads.  Requests that read or write objects run
+in a small worker pool (the admission hook may block on webhook calls); the
+store is guarded by one lock.  aiohttp does the HTTP (parsing, keep-alive,
+``Expect: 100-continue``, chunked bodies both ways); this module only maps
+requests onto :class:`~kcp_tmc.testing.rest.Rest` and streams watches.
 
     with FakeAPIServer() as api:
         config = kubernetes.config.load_kube_config(api.kubeconfig_path)
@@ -16,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import copy
+import functools
 import json
 import os
 import secrets
@@ -55,10 +59,15 @@ _TEXT = ("Content-Type", "text/plain; charset=utf-8")
 _WATCH_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
 #: The largest request body read (a bigger one gets 413); kube-apiserver's own limit is 3 MiB.
 MAX_BODY_BYTES = 64 << 20
-#: Go's http.Server reads request heads of up to 1 MiB (DefaultMaxHeaderBytes); aiohttp's
-#: default of 8 KiB per line would refuse long selectors and service-account tokens.
+#: kube-apiserver reads request heads of up to 1 MiB; aiohttp's default of 8 KiB per line would
+#: refuse long label selectors and service-account tokens.
 _MAX_HEAD_LINE = 1 << 20
-_HANDLER_ARGS = {"max_line_size": _MAX_HEAD_LINE, "max_field_size": _MAX_HEAD_LINE}
+_HANDLER_ARGS: dict[str, Any] = {
+    "max_line_size": _MAX_HEAD_LINE,
+    "max_field_size": _MAX_HEAD_LINE,
+    # kube-apiserver closes a keep-alive connection after 90 s idle (Go's client default too).
+    "keepalive_timeout": 90.0,
+}
 
 
 class Incoming(NamedTuple):
@@ -619,15 +628,23 @@ class FakeAPIServer:
         if call.verb == "watch":
             return await self._watch(call, request)
         loop = asyncio.get_running_loop()
+        handled = loop.run_in_executor(self._executor, self.rest.handle, call)
+        # On completion, not after the await: a client that hangs up cancels this handler, but its
+        # write still happens (as on a real apiserver) and a Terminating namespace must still go.
+        namespace_write = call.info.key == ("", "namespaces") and call.verb in ("delete", "update", "patch")
+        handled.add_done_callback(functools.partial(self._handled, namespace_write))
         try:
-            reply: Reply = await loop.run_in_executor(self._executor, self.rest.handle, call)
+            reply: Reply = await asyncio.shield(handled)
         except StatusError as exc:
             return self._error(exc)
         except Exception as exc:  # a bug in the fake must still answer like a server
             return self._error(errors.internal_error(f"{type(exc).__name__}: {exc}"))
-        if call.info.key == ("", "namespaces") and call.verb in ("delete", "update", "patch"):
-            self._schedule_namespace_controller()
         return self._respond(reply.code, reply.body, reply.warnings)
+
+    def _handled(self, namespace_write: bool, handled: asyncio.Future[Reply]) -> None:
+        # exception() also marks an error as seen when no handler is left to read it.
+        if not handled.cancelled() and handled.exception() is None and namespace_write:
+            self._schedule_namespace_controller()
 
     def _route(self, request: Incoming, path: str) -> Call | Object | bytes:
         """Either a resource :class:`Call` or the document to answer a non-resource path with."""

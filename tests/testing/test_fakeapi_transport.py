@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 
@@ -159,3 +160,34 @@ def test_stop_with_open_watches_and_idle_connections_is_quick() -> None:
         for tls in sockets:
             tls.close()
         server.stop()
+
+
+def test_a_write_whose_client_hung_up_still_happens_and_its_namespace_goes(api: FakeAPIServer) -> None:
+    api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "abandoned"}})
+    api.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "abandoned"}})
+    admitting = threading.Event()
+
+    def slow(attrs: AdmissionAttributes) -> AdmissionResult:
+        admitting.set()
+        time.sleep(0.3)  # the client hangs up meanwhile, which cancels the request's handler
+        return AdmissionResult()
+
+    api.set_admission(slow)
+    try:
+        context = ssl.create_default_context(cadata=api.ca_pem.decode())
+        with (
+            socket.create_connection((api.host, api.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(
+                f"DELETE /api/v1/namespaces/abandoned HTTP/1.1\r\nHost: h\r\n"
+                f"Authorization: Bearer {api.admin_token}\r\n\r\n".encode()
+            )
+            assert admitting.wait(5)
+        deadline = time.monotonic() + 5
+        while api.get("v1", "Namespace", "abandoned") is not None:
+            assert time.monotonic() < deadline, "the namespace controller never emptied the namespace"
+            time.sleep(0.05)
+    finally:
+        api.set_admission(None)
+    assert api.get("v1", "ConfigMap", "c", "abandoned") is None
