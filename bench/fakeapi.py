@@ -8,7 +8,8 @@ The fake server (``python -m kcp_tmc.testing.apiserver``, TLS, admin token) runs
     ``GET`` (the ceiling of the HTTP stack itself).
 
 Points: closed loop at 1, 10 and 50 connections.  Per point: req/s, p50 and p99 (from h2load's
-per-request log).  Then watch fan-out: 50 watches of the namespace, 200 ConfigMap writes, the
+per-request log) and the server's CPU time per request (utime + stime from ``/proc``; the figure
+that stays put when other work shares the machine).  Then watch fan-out: 50 watches of the namespace, 200 ConfigMap writes, the
 time until every watch has seen every event (events delivered per second).  Every run is bounded.
 """
 
@@ -26,6 +27,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.webhook import SERVER_CORE, ensure_tool, free_port, log
+from bench.webhook import SERVER_CORE, ensure_tool, free_port, log, tree_cpu_seconds
 from kcp_tmc.testing.tls import serving_certs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +68,7 @@ class Point:
     rps: float = 0.0
     p50: float = float("nan")
     p99: float = float("nan")
+    cpu_ms: float = float("nan")
     failed: int = 0
 
 
@@ -111,18 +114,27 @@ def h2load(h2: str, url: str, token: str, conns: int, seconds: int, logfile: Pat
     return run.stdout + run.stderr
 
 
-def measure(h2: str, url: str, token: str, conns: int, tmp: Path) -> Point:
+def measure(h2: str, url: str, token: str, conns: int, tmp: Path, pid: int) -> Point:
     h2load(h2, url, token, conns, 1, None)  # warm-up, not measured
     logfile = tmp / "h2load.log"
     with contextlib.suppress(FileNotFoundError):
         logfile.unlink()
+    # CPU is counted from the end of h2load's own warm-up second, like the requests it reports;
+    # CPU per request barely moves when other processes share the machine, req/s does.
+    cpu_start: list[float] = []
+    timer = threading.Timer(1.0, lambda: cpu_start.append(tree_cpu_seconds(pid)))
+    timer.start()
     out = h2load(h2, url, token, conns, DURATION, logfile)
+    timer.join()
+    cpu = tree_cpu_seconds(pid) - cpu_start[0]
     point = Point()
     for line in out.splitlines():
         text = line.strip()
         if text.startswith("requests:"):
             parts = text.replace(",", "").split()
-            point.rps = int(parts[parts.index("succeeded") - 1]) / DURATION
+            ok = int(parts[parts.index("succeeded") - 1])
+            point.rps = ok / DURATION
+            point.cpu_ms = cpu * 1000 / ok if ok else float("nan")
             point.failed = int(parts[parts.index("failed") - 1]) + int(parts[parts.index("errored") - 1])
     latencies = []
     with contextlib.suppress(FileNotFoundError), logfile.open() as handle:
@@ -210,7 +222,12 @@ def main() -> int:
         fake_port, bare_port = free_port(), free_port()
         kubeconfig = tmp / "kubeconfig"
         cmd = [sys.executable, "-m", "kcp_tmc.testing.apiserver", "--port", str(fake_port)]
-        with server([*cmd, "--kubeconfig", str(kubeconfig)], fake_port, tmp, "fake") as _:
+        with server([*cmd, "--kubeconfig", str(kubeconfig)], fake_port, tmp, "fake") as proc:
+            deadline = time.monotonic() + 30
+            while not (tmp / "fake.log").read_bytes().strip():  # the announcement: kubeconfig written
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the fake API server did not announce itself")
+                time.sleep(0.1)
             config = yaml.safe_load(kubeconfig.read_text())
             token = config["users"][0]["user"]["token"]
             ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
@@ -230,32 +247,38 @@ def main() -> int:
             base = f"https://127.0.0.1:{fake_port}"
             get_url = f"{base}/api/v1/namespaces/bench/configmaps/one"
             size = len(_get(fake_port, token, context, "/api/v1/namespaces/bench/configmaps/one"))
-            fake = {f"get c={c}": measure(h2, get_url, token, c, tmp) for c in CLOSED}
+            fake = {f"get c={c}": measure(h2, get_url, token, c, tmp, proc.pid) for c in CLOSED}
             list_url = f"{base}/api/v1/namespaces/bench/configmaps"
-            fake.update({f"list c={c}": measure(h2, list_url, token, c, tmp) for c in CLOSED})
+            fake.update({f"list c={c}": measure(h2, list_url, token, c, tmp, proc.pid) for c in CLOSED})
+            cpu_before = tree_cpu_seconds(proc.pid)
             fanout = watch_fanout(fake_port, token, context)
+            fanout_cpu = tree_cpu_seconds(proc.pid) - cpu_before
         cert, key = tmp / "tls.crt", tmp / "tls.key"
         certs = serving_certs()
         cert.write_bytes(certs.cert_pem)
         key.write_bytes(certs.key_pem)
         bare_cmd = [sys.executable, "-c", BARE_SERVER, str(bare_port), str(cert), str(key), str(size)]
-        with server(bare_cmd, bare_port, tmp, "bare"):
+        with server(bare_cmd, bare_port, tmp, "bare") as bare_proc:
             bare_url = f"https://127.0.0.1:{bare_port}/"
-            bare = {f"get c={c}": measure(h2, bare_url, "x", c, tmp) for c in CLOSED}
+            bare = {f"get c={c}": measure(h2, bare_url, "x", c, tmp, bare_proc.pid) for c in CLOSED}
     print(f"\nfake API server over TLS, {DURATION}s per point; (b) bare aiohttp, constant {size}-byte JSON")
     print(
-        f"{'point':<12} {'(a) req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'fail':>5} "
-        f"{'(b) req/s':>10} {'p50 ms':>8} {'a/b':>6}"
+        f"{'point':<12} {'(a) req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'CPU ms':>7} {'fail':>5} "
+        f"{'(b) req/s':>10} {'p50 ms':>8} {'CPU ms':>7} {'CPU a/b':>8}"
     )
     for label, point in fake.items():
+        row = f"{label:<12} {point.rps:10.0f} {point.p50:8.2f} {point.p99:8.2f} "
+        row += f"{point.cpu_ms:7.3f} {point.failed:5d}"
         other = bare.get(label)
-        ratio = f"{point.rps / other.rps:6.2f}" if other and other.rps else "     -"
-        tail = f"{other.rps:10.0f} {other.p50:8.2f} {ratio}" if other else f"{'-':>10} {'-':>8} {ratio}"
-        print(f"{label:<12} {point.rps:10.0f} {point.p50:8.2f} {point.p99:8.2f} {point.failed:5d} {tail}")
+        if other is not None:
+            row += (
+                f" {other.rps:10.0f} {other.p50:8.2f} {other.cpu_ms:7.3f} {point.cpu_ms / other.cpu_ms:8.2f}"
+            )
+        print(row)
     events = WATCHES * (WRITES + 1)
     print(
-        f"\nwatch fan-out: {WATCHES} watches x {WRITES} writes: "
-        f"{fanout:.2f} s, {events / fanout:.0f} events/s"
+        f"\nwatch fan-out: {WATCHES} watches x {WRITES} writes: {fanout:.2f} s, "
+        f"{events / fanout:.0f} events/s, server CPU {fanout_cpu * 1e6 / events:.0f} us per event delivered"
     )
     log("done")
     return 0
