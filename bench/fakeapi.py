@@ -22,7 +22,6 @@ import http.client
 import json
 import os
 import selectors
-import signal
 import socket
 import ssl
 import subprocess
@@ -30,13 +29,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from bench.webhook import SERVER_CORE, ensure_tool, free_port, log, tree_cpu_seconds
+from bench.webhook import Point, Target, ensure_tool, free_port, log, running, tree_cpu_seconds
 from kcp_tmc.testing.tls import serving_certs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,49 +57,6 @@ context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(cert, key)
 web.run_app(app, host="127.0.0.1", port=port, ssl_context=context, print=None, access_log=None)
 """
-
-
-@dataclass
-class Point:
-    """One closed-loop measurement."""
-
-    rps: float = 0.0
-    p50: float = float("nan")
-    p99: float = float("nan")
-    cpu_ms: float = float("nan")
-    failed: int = 0
-
-
-@contextlib.contextmanager
-def server(cmd: list[str], port: int, tmp: Path, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Runs ``cmd`` on the server core until the block ends; waits until ``port`` accepts."""
-    logf = (tmp / f"{name}.log").open("wb")
-    proc = subprocess.Popen(
-        ["taskset", "-c", SERVER_CORE, *cmd],
-        stdout=logf,
-        stderr=logf,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        cwd=str(ROOT),
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {(tmp / f'{name}.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.2)
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        logf.close()
 
 
 def h2load(h2: str, url: str, token: str, conns: int, seconds: int, logfile: Path | None) -> str:
@@ -133,7 +87,7 @@ def measure(h2: str, url: str, token: str, conns: int, tmp: Path, pid: int) -> P
         text = line.strip()
         if text.startswith("requests:"):
             parts = text.replace(",", "").split()
-            ok = int(parts[parts.index("succeeded") - 1])
+            point.ok = ok = int(parts[parts.index("succeeded") - 1])
             point.rps = ok / DURATION
             point.cpu_ms = cpu * 1000 / ok if ok else float("nan")
             point.failed = int(parts[parts.index("failed") - 1]) + int(parts[parts.index("errored") - 1])
@@ -223,9 +177,11 @@ def main() -> int:
         fake_port, bare_port = free_port(), free_port()
         kubeconfig = tmp / "kubeconfig"
         cmd = [sys.executable, "-m", "kcp_tmc.testing.apiserver", "--port", str(fake_port)]
-        with server([*cmd, "--kubeconfig", str(kubeconfig)], fake_port, tmp, "fake") as proc:
+        cmd += ["--kubeconfig", str(kubeconfig)]
+        fake_target = Target("a", "fake API server", f"https://127.0.0.1:{fake_port}/", cmd)
+        with running(fake_target, tmp) as proc:
             deadline = time.monotonic() + 30
-            while not (tmp / "fake.log").read_bytes().strip():  # the announcement: kubeconfig written
+            while not (tmp / "server-a.log").read_bytes().strip():  # the announcement: kubeconfig written
                 if time.monotonic() > deadline:
                     raise RuntimeError("the fake API server did not announce itself")
                 time.sleep(0.1)
@@ -259,7 +215,8 @@ def main() -> int:
         cert.write_bytes(certs.cert_pem)
         key.write_bytes(certs.key_pem)
         bare_cmd = [sys.executable, "-c", BARE_SERVER, str(bare_port), str(cert), str(key), str(size)]
-        with server(bare_cmd, bare_port, tmp, "bare") as bare_proc:
+        bare_target = Target("b", "bare aiohttp", f"https://127.0.0.1:{bare_port}/", bare_cmd)
+        with running(bare_target, tmp) as bare_proc:
             bare_url = f"https://127.0.0.1:{bare_port}/"
             bare = {f"get c={c}": measure(h2, bare_url, "x", c, tmp, bare_proc.pid) for c in CLOSED}
     print(f"\nfake API server over TLS, {DURATION}s per point; (b) bare aiohttp, constant {size}-byte JSON")
