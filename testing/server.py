@@ -308,7 +308,12 @@ class FakeAPIServer:
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         self._runner = runner
-        await self._listen()
+        try:
+            await self._listen()
+        except BaseException:
+            self._runner = None
+            await runner.cleanup()
+            raise
 
     async def _listen(self) -> None:
         assert self._runner is not None  # noqa: S101 (an invariant for the type checker, not a check of input)

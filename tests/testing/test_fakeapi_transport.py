@@ -191,3 +191,15 @@ def test_a_write_whose_client_hung_up_still_happens_and_its_namespace_goes(api: 
     finally:
         api.set_admission(None)
     assert api.get("v1", "ConfigMap", "c", "abandoned") is None
+
+
+def test_a_taken_port_fails_start_and_leaves_nothing_running() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        before = threading.active_count()
+        server = FakeAPIServer(port=taken.getsockname()[1], admission=False)
+        with pytest.raises(OSError, match="address already in use"):
+            server.start()
+        assert threading.active_count() == before
+        assert server.kubeconfig_path == ""
