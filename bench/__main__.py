@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 #: The benchmark modules, in the order they run.
-MODULES = ("bench.webhook", "bench.reconciler", "bench.quota", "bench.quota_cycle")
+MODULES = ("bench.webhook", "bench.reconciler", "bench.quota", "bench.quota_cycle", "bench.fakeapi")
 
 
 def main() -> int:

@@ -235,3 +235,8 @@ def internal_error(why: str) -> StatusError:
     body = status(500, "InternalError", f"Internal error occurred: {why}")
     body["details"] = {"causes": [{"message": why}]}
     return StatusError(body)
+
+
+def request_entity_too_large(limit: int) -> StatusError:
+    """413, as the apiserver answers a body over its size limit."""
+    return StatusError(status(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}"))

@@ -1,9 +1,12 @@
 """``FakeAPIServer``: an in-process Kubernetes API server for tests.
 
-One asyncio event loop in one background thread serves HTTP/1.1 (TLS by
-default) on 127.0.0.1; watches are coroutines, so hundreds of them cost no
-threads.  Requests that read or write objects run in a small worker pool (the
-admission hook may block on webhook calls); the store is guarded by one lock.
+An ``aiohttp.web`` application on its own event loop, in one background
+thread, serves HTTP/1.1 (TLS by default) on 127.0.0.1; watches are coroutines,
+so hundreds of them cost no threads.  Requests that read or write objects run
+in a small worker pool (the admission hook may block on webhook calls); the
+store is guarded by one lock.  aiohttp does the HTTP (parsing, keep-alive,
+``Expect: 100-continue``, chunked bodies both ways); this module only maps
+requests onto :class:`~kcp_tmc.testing.rest.Rest` and streams watches.
 
     with FakeAPIServer() as api:
         config = kubernetes.config.load_kube_config(api.kubeconfig_path)
@@ -16,6 +19,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import copy
+import functools
 import json
 import os
 import secrets
@@ -25,9 +29,11 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import yaml
+from aiohttp import web
 
 from kcp_tmc.testing import discovery, errors
 from kcp_tmc.testing.auth import ADMIN, Attributes, Authorizer, User, user_from_entry
@@ -38,7 +44,6 @@ from kcp_tmc.testing.rest import Call, Reply, Rest
 from kcp_tmc.testing.store import Store, WatchEvent
 from kcp_tmc.testing.tls import serving_certs
 from kcp_tmc.testing.types import AdmissionHook
-from kcp_tmc.testing.wire import LAST_CHUNK, BadRequest, Request, chunk, read_request, response, response_head
 
 #: The annotation of the bookmark that ends a watch-list's initial events.
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
@@ -50,6 +55,30 @@ Object = dict[str, Any]
 
 _PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 _JSON = ("Content-Type", "application/json")
+_TEXT = ("Content-Type", "text/plain; charset=utf-8")
+_WATCH_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+#: The largest request body read (a bigger one gets 413); kube-apiserver's own limit is 3 MiB.
+MAX_BODY_BYTES = 64 << 20
+#: kube-apiserver reads request heads of up to 1 MiB; aiohttp's default of 8 KiB per line would
+#: refuse long label selectors and service-account tokens.
+_MAX_HEAD_LINE = 1 << 20
+_HANDLER_ARGS: dict[str, Any] = {
+    "max_line_size": _MAX_HEAD_LINE,
+    "max_field_size": _MAX_HEAD_LINE,
+    # kube-apiserver closes a keep-alive connection after 90 s idle (Go's client default too).
+    "keepalive_timeout": 90.0,
+}
+
+
+class Incoming(NamedTuple):
+    """The parts of a request the API logic reads; ``query`` keeps the last value of each key."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    authorization: str
+    content_type: str
+    body: bytes
 
 
 def _load_default_admission(store: Store) -> AdmissionHook | None:
@@ -167,10 +196,9 @@ class FakeAPIServer:
         self._workers = workers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._connections: set[asyncio.StreamWriter] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._background: set[asyncio.Future[Any]] = set()
         self._tmpdir: str | None = None
         self._ssl: ssl.SSLContext | None = None
@@ -259,7 +287,7 @@ class FakeAPIServer:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(self._listen())
+            loop.run_until_complete(self._setup())
         except BaseException as exc:
             failure.append(exc)
             ready.set()
@@ -272,11 +300,29 @@ class FakeAPIServer:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
+    async def _setup(self) -> None:
+        app = web.Application(client_max_size=MAX_BODY_BYTES, handler_args=_HANDLER_ARGS)
+        # One catch-all route: the API's paths are resolved by _route, as kube-apiserver's mux does.
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        # A client that goes away cancels its handler: that is how a watch learns it has no reader.
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        self._runner = runner
+        try:
+            await self._listen()
+        except BaseException:
+            self._runner = None
+            await runner.cleanup()
+            raise
+
     async def _listen(self) -> None:
-        self._server = await asyncio.start_server(
-            self._connection, self.host, self.port, ssl=self._ssl, reuse_address=True, backlog=1024
+        assert self._runner is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
+        site = web.TCPSite(
+            self._runner, self.host, self.port, ssl_context=self._ssl, backlog=1024, reuse_address=True
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        await site.start()
+        self._site = site
+        self.port = self._runner.addresses[-1][1]
 
     def stop(self) -> None:
         """Closes every connection and watch, stops the loop and removes the temporary files."""
@@ -303,24 +349,23 @@ class FakeAPIServer:
         for task in list(self._background):
             task.cancel()
         await self._close_listener()
-        await self._drop_connections()
+        self._drop_connections()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
     async def _close_listener(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 0.5)
-            self._server = None
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
 
-    async def _drop_connections(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for writer in list(self._connections):
-            with contextlib.suppress(Exception):
-                writer.transport.abort()
-        if tasks:
-            await asyncio.wait(tasks, timeout=2)
+    def _drop_connections(self) -> None:
+        """Aborts every open connection (no FIN handshake, like a process that died)."""
+        server = self._runner.server if self._runner is not None else None
+        for connection in server.connections if server is not None else ():
+            transport = connection.transport
+            if transport is not None:
+                transport.abort()
 
     # --- faults -----------------------------------------------------------------------------------
 
@@ -331,7 +376,7 @@ class FakeAPIServer:
 
         async def down() -> None:
             await self._close_listener()
-            await self._drop_connections()
+            self._drop_connections()
             loop.call_later(seconds, self._schedule_relisten)
 
         asyncio.run_coroutine_threadsafe(down(), loop).result(timeout=10)
@@ -345,7 +390,7 @@ class FakeAPIServer:
         """Binds the same port again; retries briefly while the kernel still holds it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
-        while self._server is None:
+        while self._site is None and self._runner is not None:
             try:
                 await self._listen()
             except OSError:
@@ -488,61 +533,46 @@ class FakeAPIServer:
 
     # --- HTTP ----------------------------------------------------------------------------------------
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None  # noqa: S101 (an invariant for the type checker, not a check of input)
-        self._tasks.add(task)
-        self._connections.add(writer)
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         try:
-            while True:
-                try:
-                    request = await read_request(reader, writer)
-                except BadRequest as exc:
-                    body = json.dumps(errors.bad_request(str(exc)).body).encode()
-                    writer.write(response(400, body, [_JSON], keep_alive=False))
-                    await writer.drain()
-                    break
-                if request is None:
-                    break
-                keep_alive = await self._serve(request, reader, writer)
-                if not keep_alive or not request.keep_alive:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError, ssl.SSLError, OSError):
-            pass
-        finally:
-            self._connections.discard(writer)
-            self._tasks.discard(task)
-            with contextlib.suppress(Exception):
-                writer.close()
+            body = await request.read() if request.body_exists else b""
+        except web.HTTPRequestEntityTooLarge:
+            reply = self._error(errors.request_entity_too_large(MAX_BODY_BYTES))
+            reply.force_close()  # the rest of the body is still on its way
+            return reply
+        # The target as sent, decoded once, like the Go mux sees it (not aiohttp's normalised path).
+        target = urlsplit(request.raw_path)
+        incoming = Incoming(
+            request.method,
+            unquote(target.path),
+            dict(parse_qsl(target.query, keep_blank_values=True)),
+            request.headers.get("Authorization", ""),
+            request.headers.get("Content-Type", "application/json"),
+            body,
+        )
+        return await self._serve(incoming, request)
 
-    async def _send(
+    def _respond(
         self,
-        writer: asyncio.StreamWriter,
         code: int,
         body: Object | bytes,
         warnings: Sequence[str] = (),
         headers: Sequence[tuple[str, str]] = (),
-    ) -> None:
+    ) -> web.Response:
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
-        all_headers = [("Audit-Id", secrets.token_hex(8)), ("Cache-Control", "no-cache, private")]
-        if not isinstance(body, bytes):
-            all_headers.append(_JSON)
-        else:
-            all_headers.append(("Content-Type", "text/plain; charset=utf-8"))
-        all_headers.extend(headers)
-        for warning in warnings:
-            all_headers.append(("Warning", f"299 - {json.dumps(warning)}"))
-        writer.write(response(code, data, all_headers))
-        await writer.drain()
+        sent = [("Audit-Id", secrets.token_hex(8)), ("Cache-Control", "no-cache, private")]
+        sent.append(_TEXT if isinstance(body, bytes) else _JSON)
+        sent.extend(headers)
+        sent.extend(("Warning", f"299 - {json.dumps(warning)}") for warning in warnings)
+        return web.Response(status=code, body=data, headers=sent)
 
-    async def _send_error(self, writer: asyncio.StreamWriter, error: StatusError) -> None:
+    def _error(self, error: StatusError) -> web.Response:
         headers = [(k, v) for k, v in error.headers.items() if not k.startswith("_")]
         warnings = json.loads(error.headers.get("_warnings", "[]"))
-        await self._send(writer, error.code, error.body, warnings, headers)
+        return self._respond(error.code, error.body, warnings, headers)
 
-    def _authenticate(self, request: Request) -> User | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+    def _authenticate(self, authorization: str) -> User | None:
+        token = authorization[7:].strip() if authorization.lower().startswith("bearer ") else ""
         user = self.tokens.get(token)
         if user is not None:
             return user
@@ -550,28 +580,23 @@ class FakeAPIServer:
             return ADMIN
         return None
 
-    async def _serve(
-        self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> bool:
+    async def _serve(self, incoming: Incoming, request: web.Request) -> web.StreamResponse:
         if self.faults.delay:
             await asyncio.sleep(self.faults.delay)
-        user = self._authenticate(request)
-        path = request.path.rstrip("/") or "/"
+        user = self._authenticate(incoming.authorization)
+        path = incoming.path.rstrip("/") or "/"
         if user is None and path not in _PUBLIC_PATHS:
-            await self._send_error(writer, errors.unauthorized())
-            return True
+            return self._error(errors.unauthorized())
         user = user or User("system:anonymous", ("system:unauthenticated",))
         try:
-            route = self._route(request, path)
+            route = self._route(incoming, path)
         except StatusError as exc:
-            await self._send_error(writer, exc)
-            return True
+            return self._error(exc)
         if isinstance(route, Call):
             route.user = user
             self.counters.record_request(route.verb, route.info.group, route.info.plural, route.subresource)
             if self.faults.take_initializing(route.info.plural, route.verb):
-                await self._send_error(writer, errors.too_many_requests(1, "storage is (re)initializing"))
-                return True
+                return self._error(errors.too_many_requests(1, "storage is (re)initializing"))
         code = self.faults.draw_error()
         if code is not None and path not in ("/healthz", "/livez", "/readyz"):
             error = (
@@ -579,20 +604,17 @@ class FakeAPIServer:
                 if code == 429
                 else errors.internal_error("injected fault")
             )
-            await self._send_error(writer, error)
-            return True
+            return self._error(error)
         if not isinstance(route, Call):
             public = path in _PUBLIC_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/"))
             if (
                 not public
-                and not self.authorizer.allowed(Attributes(user, request.method.lower(), path=path))[0]
+                and not self.authorizer.allowed(Attributes(user, incoming.method.lower(), path=path))[0]
             ):
-                await self._send_error(
-                    writer, errors.forbidden("", "", "", f'User "{user.name}" cannot get path "{path}"')
+                return self._error(
+                    errors.forbidden("", "", "", f'User "{user.name}" cannot get path "{path}"')
                 )
-                return True
-            await self._send(writer, 200, route)
-            return True
+            return self._respond(200, route)
         call = route
         try:
             self.authorizer.check(
@@ -607,25 +629,29 @@ class FakeAPIServer:
                 )
             )
         except StatusError as exc:
-            await self._send_error(writer, exc)
-            return True
+            return self._error(exc)
         if call.verb == "watch":
-            return await self._watch(call, reader, writer)
+            return await self._watch(call, request)
         loop = asyncio.get_running_loop()
+        handled = loop.run_in_executor(self._executor, self.rest.handle, call)
+        # On completion, not after the await: a client that hangs up cancels this handler, but its
+        # write still happens (as on a real apiserver) and a Terminating namespace must still go.
+        namespace_write = call.info.key == ("", "namespaces") and call.verb in ("delete", "update", "patch")
+        handled.add_done_callback(functools.partial(self._handled, namespace_write))
         try:
-            reply: Reply = await loop.run_in_executor(self._executor, self.rest.handle, call)
+            reply: Reply = await asyncio.shield(handled)
         except StatusError as exc:
-            await self._send_error(writer, exc)
-            return True
+            return self._error(exc)
         except Exception as exc:  # a bug in the fake must still answer like a server
-            await self._send_error(writer, errors.internal_error(f"{type(exc).__name__}: {exc}"))
-            return True
-        if call.info.key == ("", "namespaces") and call.verb in ("delete", "update", "patch"):
-            self._schedule_namespace_controller()
-        await self._send(writer, reply.code, reply.body, reply.warnings)
-        return True
+            return self._error(errors.internal_error(f"{type(exc).__name__}: {exc}"))
+        return self._respond(reply.code, reply.body, reply.warnings)
 
-    def _route(self, request: Request, path: str) -> Call | Object | bytes:
+    def _handled(self, namespace_write: bool, handled: asyncio.Future[Reply]) -> None:
+        # exception() also marks an error as seen when no handler is left to read it.
+        if not handled.cancelled() and handled.exception() is None and namespace_write:
+            self._schedule_namespace_controller()
+
+    def _route(self, request: Incoming, path: str) -> Call | Object | bytes:
         """Either a resource :class:`Call` or the document to answer a non-resource path with."""
         table = self.store.table
         method = request.method
@@ -714,7 +740,7 @@ class FakeAPIServer:
             subresource,
             request.query,
             request.body,
-            request.headers.get("content-type", "application/json"),
+            request.content_type,
         )
 
     def _schedule_namespace_controller(self) -> None:
@@ -745,29 +771,26 @@ class FakeAPIServer:
 
     # --- watch ---------------------------------------------------------------------------------------
 
-    async def _watch(self, call: Call, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _watch(self, call: Call, request: web.Request) -> web.StreamResponse:
         info = call.info
         try:
             labels, fields = self.rest.selectors(call)
         except StatusError as exc:
-            await self._send_error(writer, exc)
-            return True
+            return self._error(exc)
         rv_param = call.query.get("resourceVersion", "")
         since: int | None = None
         if rv_param not in ("", "0"):
             try:
                 since = int(rv_param)
             except ValueError:
-                await self._send_error(writer, errors.bad_request(f"invalid resource version: {rv_param}"))
-                return True
+                return self._error(errors.bad_request(f"invalid resource version: {rv_param}"))
         bookmarks = call.query.get("allowWatchBookmarks", "") in ("true", "1")
         # A watch-list (sendInitialEvents) starts with the current objects, and with a bookmark
         # saying where they end when bookmarks were asked for.
         initial_events = call.query.get("sendInitialEvents", "") in ("true", "1")
         if initial_events:
             if call.query.get("resourceVersionMatch", "") != "NotOlderThan":
-                await self._send_error(writer, errors.watch_list_needs_not_older_than())
-                return True
+                return self._error(errors.watch_list_needs_not_older_than())
             since = None
         timeout: float | None = None
         if call.query.get("timeoutSeconds"):
@@ -779,20 +802,17 @@ class FakeAPIServer:
         def deliver(event: WatchEvent) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, event)
 
-        writer.write(
-            response_head(
-                200, [_JSON, ("Transfer-Encoding", "chunked"), ("Cache-Control", "no-cache, private")]
-            )
-        )
+        stream = web.StreamResponse(status=200, headers=_WATCH_HEADERS)
+        stream.enable_chunked_encoding()
+        await stream.prepare(request)
         try:
             with self.store.locked():
                 initial, watcher = self.store.watch(info.key, call.namespace, since, deliver)
                 snapshot_rv = self.store.resource_version
         except StatusError as exc:
-            writer.write(chunk(json.dumps({"type": "ERROR", "object": exc.body}).encode() + b"\n"))
-            writer.write(LAST_CHUNK)
-            await writer.drain()
-            return True
+            await stream.write(json.dumps({"type": "ERROR", "object": exc.body}).encode() + b"\n")
+            await stream.write_eof()
+            return stream
 
         def matches(obj: Object | None) -> bool:
             if obj is None:
@@ -802,34 +822,31 @@ class FakeAPIServer:
         def encode(kind: str, obj: Object) -> bytes:
             served = {"apiVersion": info.api_version, "kind": info.kind}
             served.update({k: v for k, v in obj.items() if k not in ("apiVersion", "kind")})
-            return chunk(json.dumps({"type": kind, "object": served}, separators=(",", ":")).encode() + b"\n")
+            return json.dumps({"type": kind, "object": served}, separators=(",", ":")).encode() + b"\n"
 
-        def translate(event: WatchEvent) -> tuple[str, Object] | None:
+        def translate(event: WatchEvent) -> bytes:
             now, before = matches(event.object), matches(event.old)
             if event.type == "ADDED":
-                return ("ADDED", event.object) if now else None
+                return encode("ADDED", event.object) if now else b""
             if event.type == "DELETED":
-                return ("DELETED", event.object) if before or now else None
+                return encode("DELETED", event.object) if before or now else b""
             if now and before:
-                return ("MODIFIED", event.object)
+                return encode("MODIFIED", event.object)
             if now:
-                return ("ADDED", event.object)
+                return encode("ADDED", event.object)
             if before:
-                return ("DELETED", event.object)
-            return None
+                return encode("DELETED", event.object)
+            return b""
 
         deadline = loop.time() + timeout if timeout is not None else None
-        eof = asyncio.ensure_future(reader.read(1))
-        getter: asyncio.Future[WatchEvent] | None = None
         try:
-            for event in initial:
-                out = translate(event)
-                if out is not None:
-                    writer.write(encode(*out))
+            # Events that arrive together go out in one chunk: one write, one TLS record.
+            batch = b"".join(translate(event) for event in initial)
             if initial_events and bookmarks:
                 end = {"resourceVersion": str(snapshot_rv), "annotations": {INITIAL_EVENTS_END: "true"}}
-                writer.write(encode("BOOKMARK", {"metadata": end}))
-            await writer.drain()
+                batch += encode("BOOKMARK", {"metadata": end})
+            if batch:
+                await stream.write(batch)
             last_bookmark = loop.time()
             while True:
                 wait: float | None = None
@@ -840,37 +857,21 @@ class FakeAPIServer:
                 if bookmarks:
                     until_bookmark = max(0.0, last_bookmark + self.bookmark_interval - loop.time())
                     wait = until_bookmark if wait is None else min(wait, until_bookmark)
-                if getter is None:
-                    getter = asyncio.ensure_future(queue.get())
-                pending: set[asyncio.Future[Any]] = {getter, eof}
-                done, _ = await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-                if eof in done:
-                    return False
-                if getter in done:
-                    event = getter.result()
-                    getter = None
-                    out = translate(event)
-                    if out is not None:
-                        writer.write(encode(*out))
+                try:
+                    event = await asyncio.wait_for(queue.get(), wait)
+                except TimeoutError:
+                    event = None
+                if event is not None:
+                    batch = translate(event)
                     while not queue.empty():
-                        out = translate(queue.get_nowait())
-                        if out is not None:
-                            writer.write(encode(*out))
-                    await writer.drain()
+                        batch += translate(queue.get_nowait())
+                    if batch:
+                        await stream.write(batch)
                 if bookmarks and loop.time() - last_bookmark >= self.bookmark_interval:
                     mark = {"metadata": {"resourceVersion": str(self.store.resource_version)}}
-                    writer.write(encode("BOOKMARK", mark))
-                    await writer.drain()
+                    await stream.write(encode("BOOKMARK", mark))
                     last_bookmark = loop.time()
-            writer.write(LAST_CHUNK)
-            await writer.drain()
-            return True
+            await stream.write_eof()
+            return stream
         finally:
             self.store.unwatch(watcher)
-            for future in (eof, getter):
-                if future is None:
-                    continue
-                if not future.done():
-                    future.cancel()
-                elif not future.cancelled():
-                    future.exception()  # a reset connection is expected; mark it as seen

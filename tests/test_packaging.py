@@ -295,3 +295,20 @@ def test_the_installed_webhook_serves_a_review_over_tls(venv: Path, tmp_path: Pa
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.slow
+def test_the_installed_test_kit_serves_on_aiohttp(venv: Path, tmp_path: Path) -> None:
+    # kcp_tmc.testing's server runs on aiohttp: the wheel must declare it for users' test suites.
+    probe = (
+        "import json\n"
+        "from kcp_tmc.testing import FakeAPIServer\n"
+        "with FakeAPIServer() as api:\n"
+        "    created = api.http('POST', '/api/v1/namespaces/default/configmaps',\n"
+        "                       {'metadata': {'name': 'c'}, 'data': {'k': 'v'}})\n"
+        "    listed = api.http('GET', '/api/v1/namespaces/default/configmaps')\n"
+        "print(json.dumps([created.status, [i['metadata']['name'] for i in listed.json()['items']]]))\n"
+    )
+    result = _run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [201, ["c"]]

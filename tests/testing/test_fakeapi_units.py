@@ -1,8 +1,7 @@
-"""Unit tests of the fake server's parts: schema validation, patches, error wording, HTTP parsing."""
+"""Unit tests of the fake server's parts: schema validation, patches, error wording."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 
 import pytest
@@ -12,7 +11,6 @@ from kcp_tmc.testing.discovery import version_priority
 from kcp_tmc.testing.errors import FieldError, StatusError, go_value
 from kcp_tmc.testing.resources import ResourceTable, infos_from_crd
 from kcp_tmc.testing.rest import selector_string
-from kcp_tmc.testing.wire import BadRequest, read_request
 
 SCHEMA = {
     "type": "object",
@@ -307,31 +305,3 @@ def test_resource_table_lookups() -> None:
     assert table.any_version("example.com", "things") is not None
     table.set_crd("things.example.com", [])
     assert table.lookup("example.com", "v1", "things") is None
-
-
-async def _parse(raw: bytes) -> object:
-    reader = asyncio.StreamReader()
-    reader.feed_data(raw)
-    reader.feed_eof()
-
-    class _Writer:
-        def write(self, data: bytes) -> None:
-            self.data = data
-
-    return await read_request(reader, _Writer())  # type: ignore[arg-type]
-
-
-def test_wire_reads_chunked_bodies_and_query() -> None:
-    raw = (
-        b"POST /api/v1/namespaces/default/configmaps?dryRun=All&x=%2F HTTP/1.1\r\nHost: h\r\n"
-        b"Transfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
-    )
-    request = asyncio.run(_parse(raw))
-    assert request.body == b"abcde"  # type: ignore[attr-defined]
-    assert request.query == {"dryRun": "All", "x": "/"}  # type: ignore[attr-defined]
-    assert request.keep_alive  # type: ignore[attr-defined]
-    assert asyncio.run(_parse(b"")) is None
-    with pytest.raises(BadRequest):
-        asyncio.run(_parse(b"NONSENSE\r\n\r\n"))
-    with pytest.raises(BadRequest):
-        asyncio.run(_parse(b"GET / HTTP/1.1\r\nbroken header\r\n\r\n"))
