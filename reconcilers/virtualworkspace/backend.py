@@ -69,7 +69,8 @@ class Backend:
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        token = self._configuration.get_api_key_with_prefix("authorization")
+        # auth_settings() runs the kubeconfig's refresh hook (exec plugins, expiring tokens) when set.
+        token = (self._configuration.auth_settings().get("BearerToken") or {}).get("value")
         if token:
             headers["Authorization"] = token
         if content_type:

@@ -31,7 +31,9 @@ WATCH_SECONDS = 300
 class Informer:
     """``objects`` by name; ``synced`` is set once the first list has been read."""
 
-    def __init__(self, backend: Backend, path: str, *, absent_retry: float = 5.0) -> None:
+    def __init__(
+        self, backend: Backend, path: str, *, absent_retry: float = 5.0, absent_ok: bool = True
+    ) -> None:
         self._backend = backend
         self.path = path
         self.objects: dict[str, Obj] = {}
@@ -39,6 +41,8 @@ class Informer:
         #: Bumped on every change, so that derived views know when to recompute.
         self.generation = 0
         self._absent_retry = absent_retry
+        #: Whether a resource the server does not serve (404) counts as an empty, synced list.
+        self._absent_ok = absent_ok
         self._backoff = 0.0
 
     async def _sleep_backoff(self) -> None:
@@ -48,8 +52,9 @@ class Informer:
     async def _list(self) -> str | None:
         reply = await self._backend.request("GET", self.path)
         if reply.status == 404:
-            # The resource is not installed (no APIExport CRD on a plain apiserver): serve it as empty.
-            self._replace({})
+            # The resource is not installed (no APIExport CRD on a plain apiserver): empty, when allowed.
+            if self._absent_ok:
+                self._replace({})
             return None
         if reply.status != 200:
             raise BackendUnreachable(f"list {self.path}: HTTP {reply.status}")

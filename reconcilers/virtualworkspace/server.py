@@ -148,7 +148,8 @@ class VirtualWorkspace:
             self.backend, ttl=self.options.auth_cache_ttl, size=self.options.auth_cache_size
         )
         retry = self.options.informer_absent_retry
-        self.targets = Informer(self.backend, SYNCTARGETS_PATH, absent_retry=retry)
+        # Without the SyncTarget API the workspaces have nothing to serve: they stay not started.
+        self.targets = Informer(self.backend, SYNCTARGETS_PATH, absent_retry=retry, absent_ok=False)
         self.exports = Informer(self.backend, APIEXPORTS_PATH, absent_retry=retry)
         self.schemas = Informer(self.backend, APIRESOURCESCHEMAS_PATH, absent_retry=retry)
         self._tasks: list[asyncio.Task[None]] = []
@@ -545,6 +546,7 @@ class VirtualWorkspaceServer:
         self._ssl = ssl_context
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -568,12 +570,30 @@ class VirtualWorkspaceServer:
         # shutdown_timeout bounds how long a stop waits for handlers once their watches were closed.
         self._runner = web.AppRunner(self.workspace.app(), access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl, reuse_address=True)
-        await site.start()
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = int(sockets[0].getsockname()[1])
+        # The listener is made here rather than by aiohttp's TCPSite for one option: a TLS connection a
+        # client keeps open but no longer reads must not hold a stop for asyncio's 30 s TLS shutdown.
+        self._listener = await asyncio.get_running_loop().create_server(
+            self._runner.server,
+            self.host,
+            self.port,
+            ssl=self._ssl,
+            reuse_address=True,
+            ssl_shutdown_timeout=0.2 if self._ssl is not None else None,
+        )
+        self.port = int(self._listener.sockets[0].getsockname()[1])
+
+    async def _stop(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        # Closed TLS transports finish their shutdown exchange (or its timeout) in later iterations.
+        await asyncio.sleep(0.3)
+        await asyncio.get_running_loop().shutdown_asyncgens()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -585,8 +605,7 @@ class VirtualWorkspaceServer:
             return
         self._ready.set()
         self._loop.run_forever()
-        if self._runner is not None:
-            self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.run_until_complete(self._stop())
         self._loop.close()
 
     def start(self) -> None:
