@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from kcp_tmc.policies.keys import state_label, sync_target_key
+from kcp_tmc.policies.keys import sync_target_key
 from tests.reconcilers.reconciler_processes import crds
 from tests.reconcilers.vw_env import CONFIGMAPS, OTHER_TOKEN, VWEnv, sync_rule
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-
 from kubernetes import client as k8s
 
 from kcp_tmc.policies.keys import state_label, sync_target_key
@@ -20,8 +19,8 @@ from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.tls import serving_certs
 from tests.reconcilers.reconciler_processes import crds
 
-SYNCER_TOKEN = "syncer-token"
-OTHER_TOKEN = "other-token"
+SYNCER_TOKEN = "syncer-token"  # noqa: S105 - a throwaway token of the fake apiserver
+OTHER_TOKEN = "other-token"  # noqa: S105 - a throwaway token of the fake apiserver
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 
 
