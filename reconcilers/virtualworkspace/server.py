@@ -32,6 +32,13 @@ from kcp_tmc.policies.keys import SYNC, UPSYNC, state_label
 from kcp_tmc.reconcilers.virtualworkspace import errors
 from kcp_tmc.reconcilers.virtualworkspace.auth import Authorizer, Caller, ReviewFailed
 from kcp_tmc.reconcilers.virtualworkspace.backend import Backend, BackendUnreachable
+from kcp_tmc.reconcilers.virtualworkspace.discovery import (
+    AGGREGATED_DISCOVERY_MEDIA_TYPE,
+    ServedAPIs,
+    ServedResource,
+    served_apis,
+    wants_aggregated,
+)
 from kcp_tmc.reconcilers.virtualworkspace.errors import StatusError
 from kcp_tmc.reconcilers.virtualworkspace.informer import Informer
 from kcp_tmc.reconcilers.virtualworkspace.patching import apply_patch
@@ -48,12 +55,9 @@ from kcp_tmc.reconcilers.virtualworkspace.requestinfo import (
     parse_api_path,
     verb_of,
 )
-from kcp_tmc.reconcilers.virtualworkspace.shim import (
-    ServedAPIs,
-    ServedResource,
+from kcp_tmc.reconcilers.virtualworkspace.transforms import (
     TransformError,
-    from_syncer,
-    served_apis,
+    plan_writes,
     to_syncer,
     upsyncer_from_client,
 )
@@ -94,7 +98,7 @@ def _status_response(error: StatusError) -> web.Response:
 
 
 def _transform_error(exc: TransformError) -> StatusError:
-    return StatusError(errors.status(exc.code, exc.message))
+    return StatusError(exc.status())
 
 
 def _go_map(labels: Mapping[str, str]) -> str:
@@ -211,7 +215,12 @@ class VirtualWorkspace:
         if cached is not None and cached[0] == version:
             return cached[1]
         apis = served_apis(
-            target, list(self.exports.objects.values()), list(self.schemas.objects.values()), vw.service
+            target,
+            list(self.exports.objects.values()),
+            list(self.schemas.objects.values()),
+            vw.service,
+            cluster=vw.target_cluster,
+            default_cluster=self.options.default_cluster,
         )
         self._served[key] = (version, apis)
         return apis
@@ -272,9 +281,8 @@ class VirtualWorkspace:
         if api.name and resource.namespaced and not api.namespace:
             raise errors.not_found_path()
         verb = verb_of(request.method, api, watch)
-        if api.subresource and verb not in ("get", "update", "patch"):
-            raise errors.method_not_allowed()
-        if verb not in resource.verbs:
+        allowed = resource.subresource_verbs(api.subresource) if api.subresource else resource.verbs
+        if verb not in allowed:
             raise errors.method_not_allowed()
         call = _Call(vw, api, resource, verb)
         handler: Callable[[web.Request, _Call], Awaitable[web.StreamResponse]] = getattr(self, f"_{verb}")
@@ -298,7 +306,22 @@ class VirtualWorkspace:
     # --- discovery ----------------------------------------------------------------------------------
 
     def _discovery(self, request: web.Request, served: ServedAPIs, api: Discovery) -> web.Response:
-        raise errors.not_found_path()
+        if request.method not in ("GET", "HEAD"):
+            raise errors.method_not_allowed()
+        doc: Obj | None
+        if not api.version and not (api.group and not api.legacy):
+            # /api or /apis: the aggregated form when the client asks for it first.
+            if wants_aggregated(request.headers.get("Accept", "")):
+                body = _dumps(served.aggregated(core=api.legacy))
+                return web.Response(body=body, headers={"Content-Type": AGGREGATED_DISCOVERY_MEDIA_TYPE})
+            doc = served.api_versions() if api.legacy else served.api_group_list()
+        elif not api.version:
+            doc = served.api_group(api.group)
+        else:
+            doc = served.resource_list(api.group, api.version)
+        if doc is None:
+            raise errors.not_found_path()
+        return web.Response(body=_dumps(doc), content_type=_JSON)
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -455,17 +478,49 @@ class VirtualWorkspace:
     def _write_query(self, request: web.Request) -> dict[str, str]:
         return {k: request.query[k] for k in _WRITE_PARAMS if k in request.query}
 
-    async def _put(self, request: web.Request, call: _Call, obj: Obj) -> web.Response:
+    async def _syncer_write(
+        self, request: web.Request, call: _Call, stored: Obj, incoming: Obj
+    ) -> web.Response:
+        """The write transformation's writes, in order; the answer is the view of the last one."""
+        writes = plan_writes(
+            stored,
+            incoming,
+            call.vw.key,
+            call.request.subresource or None,
+            resource=call.request.plural,
+            group=call.request.group,
+        )
+        response: web.Response | None = None
+        previous: Obj | None = None
+        for write in writes:
+            body = write.body
+            if previous is not None:
+                body["metadata"]["resourceVersion"] = previous["metadata"]["resourceVersion"]
+            response, previous = await self._put(request, call, body, write.subresource or "")
+            if previous is None:
+                return response
+        assert response is not None  # plan_writes returns at least one write  # noqa: S101
+        return response
+
+    async def _put(
+        self, request: web.Request, call: _Call, obj: Obj, subresource: str | None = None
+    ) -> tuple[web.Response, Obj | None]:
+        """PUT ``obj`` (on ``subresource``, else the request's own); the answer and the object written."""
+        target = call.request
+        if subresource is not None:
+            target = ResourceRequest(
+                target.group, target.version, target.plural, target.namespace, target.name, subresource
+            )
         status, data, body = await self._backing_json(
             "PUT",
-            call.request.backing_path(),
+            target.backing_path(),
             query=self._write_query(request),
             body=_dumps(obj),
             content_type=_JSON,
         )
         if status >= 300 or not isinstance(data, dict):
-            return self._passthrough(status, body)
-        return web.Response(status=status, body=_dumps(self._view(call, data)), content_type=_JSON)
+            return self._passthrough(status, body), None
+        return web.Response(status=status, body=_dumps(self._view(call, data)), content_type=_JSON), data
 
     def _check_name(self, call: _Call, obj: Mapping[str, Any]) -> None:
         name = (obj.get("metadata") or {}).get("name")
@@ -479,10 +534,9 @@ class VirtualWorkspace:
         self._check_name(call, incoming)
         if call.vw.service == "upsyncer":
             self._check_upsync_labels(call, incoming)
-            return await self._put(request, call, upsyncer_from_client(incoming, call.vw.key))
+            return (await self._put(request, call, upsyncer_from_client(incoming, call.vw.key)))[0]
         stored = await self._stored(call, filtered=False)
-        out = from_syncer(stored, incoming, call.vw.key, call.request.subresource or None)
-        return await self._put(request, call, out)
+        return await self._syncer_write(request, call, stored, incoming)
 
     async def _patch(self, request: web.Request, call: _Call) -> web.Response:
         stored = await self._stored(call)
@@ -491,9 +545,8 @@ class VirtualWorkspace:
         patched = apply_patch(view, await request.read(), content_type, builtin=not call.request.group)
         if call.vw.service == "upsyncer":
             self._check_upsync_labels(call, patched)
-            return await self._put(request, call, upsyncer_from_client(patched, call.vw.key))
-        out = from_syncer(stored, patched, call.vw.key, call.request.subresource or None)
-        return await self._put(request, call, out)
+            return (await self._put(request, call, upsyncer_from_client(patched, call.vw.key)))[0]
+        return await self._syncer_write(request, call, stored, patched)
 
     async def _create(self, request: web.Request, call: _Call) -> web.Response:
         incoming = await self._body(request)
@@ -572,8 +625,10 @@ class VirtualWorkspaceServer:
         await self._runner.setup()
         # The listener is made here rather than by aiohttp's TCPSite for one option: a TLS connection a
         # client keeps open but no longer reads must not hold a stop for asyncio's 30 s TLS shutdown.
+        handler_factory = self._runner.server
+        assert handler_factory is not None  # set by setup()  # noqa: S101
         self._listener = await asyncio.get_running_loop().create_server(
-            self._runner.server,
+            handler_factory,
             self.host,
             self.port,
             ssl=self._ssl,

@@ -221,15 +221,15 @@ def test_a_revoked_grant_takes_effect_within_the_ttl(vw_env: VWEnv) -> None:
 
 def test_the_callers_credentials_never_reach_the_backing_apiserver(vw_env: VWEnv) -> None:
     target = _ready(vw_env)
-    vw_env.configmap("placed")
+    vw_env.namespace("placed")
     vw_env.api.write_log.reset()
-    status, _ = vw_env.http(
+    status, body = vw_env.http(
         "PATCH",
-        vw_env.base(target) + CONFIGMAPS + "/placed",
-        body={"metadata": {"annotations": {"a": "b"}}},
+        vw_env.base(target) + "/api/v1/namespaces/placed/status",
+        body={"status": {"phase": "Active", "conditions": [{"type": "Synced", "status": "True"}]}},
         content_type="application/merge-patch+json",
     )
-    assert status == 200
+    assert status == 200, body
     assert [record.user for record in vw_env.api.write_log] == ["admin"]
 
 

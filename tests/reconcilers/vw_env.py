@@ -131,3 +131,17 @@ class VWEnv:
         }
         obj.update(extra)
         return self.api.create(obj)
+
+    def namespace(
+        self, name: str, state: str | None = "Sync", owned: bool = True, **extra: Any
+    ) -> dict[str, Any]:
+        """A namespace placed on ``st1``; ``owned`` adds the syncer finalizer a syncer holds on its objects."""
+        key = sync_target_key("root", "st1")
+        metadata: dict[str, Any] = {
+            "name": name,
+            "labels": {state_label(key): state} if state is not None else {},
+        }
+        if owned:
+            metadata["finalizers"] = [f"workload.kcp.io/syncer-{key}"]
+        metadata.update(extra.pop("metadata", {}))
+        return self.api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata, **extra})
