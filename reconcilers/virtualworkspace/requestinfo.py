@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 __all__ = ["Discovery", "ResourceRequest", "parse_api_path", "verb_of"]
 
@@ -63,7 +62,7 @@ def verb_of(method: str, request: ResourceRequest, watch: bool) -> str:
 
 def parse_api_path(path: str) -> Discovery | ResourceRequest | None:
     """The request an API path names; None for a path that names nothing an apiserver serves."""
-    parts = [unquote(part) for part in path.strip("/").split("/")] if path.strip("/") else []
+    parts = path.strip("/").split("/") if path.strip("/") else []
     if not parts:
         return None
     if parts[0] == "api":

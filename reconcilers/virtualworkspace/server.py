@@ -106,6 +106,16 @@ def _go_map(labels: Mapping[str, str]) -> str:
     return "map[" + " ".join(f"{k}:{labels[k]}" for k in sorted(labels)) + "]"
 
 
+def _metadata_of(obj: Mapping[str, Any]) -> dict[str, Any]:
+    # The parts of metadata the write transformation changes.
+    meta = obj.get("metadata") or {}
+    return {
+        "labels": meta.get("labels") or {},
+        "annotations": meta.get("annotations") or {},
+        "finalizers": meta.get("finalizers") or [],
+    }
+
+
 @dataclass(frozen=True)
 class WorkspaceOptions:
     """What the server is told: the cluster of unannotated objects and the auth cache bounds."""
@@ -256,7 +266,8 @@ class VirtualWorkspace:
         caller = await self._authenticate(request)
         if not self.started:
             raise errors.not_started()
-        path = request.raw_path.partition("?")[0]
+        # Decoded, as Go's url.Path is: clients escape the wildcard cluster as %2A.
+        path = request.path
         try:
             vw = parse_vw_path(path)
             target = self.target(vw.target_cluster, vw.target_name)
@@ -314,7 +325,7 @@ class VirtualWorkspace:
             if wants_aggregated(request.headers.get("Accept", "")):
                 body = _dumps(served.aggregated(core=api.legacy))
                 return web.Response(body=body, headers={"Content-Type": AGGREGATED_DISCOVERY_MEDIA_TYPE})
-            doc = served.api_versions() if api.legacy else served.api_group_list()
+            doc = served.api_versions(request.host) if api.legacy else served.api_group_list()
         elif not api.version:
             doc = served.api_group(api.group)
         else:
@@ -499,6 +510,13 @@ class VirtualWorkspace:
             response, previous = await self._put(request, call, body, write.subresource or "")
             if previous is None:
                 return response
+            if write.subresource and _metadata_of(previous) != _metadata_of(body):
+                # A status write may drop metadata (custom resources keep only status there), yet the
+                # target's overrides and finalizer live in metadata: write them on the object itself.
+                fixed = {**previous, "metadata": {**previous["metadata"], **_metadata_of(body)}}
+                response, previous = await self._put(request, call, fixed, "")
+                if previous is None:
+                    return response
         assert response is not None  # plan_writes returns at least one write  # noqa: S101
         return response
 

@@ -135,7 +135,7 @@ class VWEnv:
     def namespace(
         self, name: str, state: str | None = "Sync", owned: bool = True, **extra: Any
     ) -> dict[str, Any]:
-        """A namespace placed on ``st1``; ``owned`` adds the syncer finalizer a syncer holds on its objects."""
+        """A namespace placed on ``st1``; ``owned`` adds the finalizer a syncer holds on its objects."""
         key = sync_target_key("root", "st1")
         metadata: dict[str, Any] = {
             "name": name,
@@ -145,3 +145,95 @@ class VWEnv:
             metadata["finalizers"] = [f"workload.kcp.io/syncer-{key}"]
         metadata.update(extra.pop("metadata", {}))
         return self.api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": metadata, **extra})
+
+    def kubeconfig(self, base: str, path: Path, token: str = SYNCER_TOKEN) -> Path:
+        """A kubeconfig for ``kubectl --kubeconfig`` through the virtual workspace at ``base``."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "vw", "cluster": {"server": base, "certificate-authority": self.ca_path}}],
+            "users": [{"name": "syncer", "user": {"token": token}}],
+            "contexts": [
+                {"name": "vw", "context": {"cluster": "vw", "user": "syncer", "namespace": "default"}}
+            ],
+            "current-context": "vw",
+        }
+        path.write_text(json.dumps(config), encoding="utf-8")
+        return path
+
+    def accept(self, target_name: str, *resources: tuple[str, str, str, str]) -> None:
+        """Serve core ``(plural, kind, scope, version)`` resources to the target through an export.
+
+        As the syncedResources controller would: an APIExport ``tmc-core`` with one APIResourceSchema
+        per resource, supported by the SyncTarget, each resource ``Accepted`` in its status.
+        """
+        schemas = []
+        for plural, kind, scope, version in resources:
+            name = f"v1.{plural}.core"
+            schemas.append(name)
+            self.api.create(
+                {
+                    "apiVersion": "apis.kcp.io/v1alpha1",
+                    "kind": "APIResourceSchema",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "group": "",
+                        "names": {
+                            "plural": plural,
+                            "singular": kind.lower(),
+                            "kind": kind,
+                            "listKind": f"{kind}List",
+                        },
+                        "scope": scope,
+                        "versions": [
+                            {
+                                "name": version,
+                                "served": True,
+                                "storage": True,
+                                "schema": {"type": "object"},
+                                "subresources": {"status": {}},
+                            }
+                        ],
+                    },
+                }
+            )
+        export = self.api.create(
+            {
+                "apiVersion": "apis.kcp.io/v1alpha1",
+                "kind": "APIExport",
+                "metadata": {"name": "tmc-core"},
+                "spec": {"latestResourceSchemas": schemas},
+            }
+        )
+        export["status"] = {"identityHash": "core-identity"}
+        self.api.update(export, "status")
+        target = self.api.get("workload.kcp.io/v1alpha1", "synctargets", target_name)
+        target.setdefault("spec", {})["supportedAPIExports"] = [{"export": "tmc-core", "path": "root"}]
+        target = self.api.update(target)
+        target["status"] = {
+            "syncedResources": [
+                {
+                    "group": "",
+                    "resource": plural,
+                    "versions": [version],
+                    "identityHash": "core-identity",
+                    "state": "Accepted",
+                }
+                for plural, _, _, version in resources
+            ]
+        }
+        self.api.update(target, "status")
+        import time
+
+        deadline = time.monotonic() + 10
+        while True:
+            cached = self.server.workspace.targets.objects.get(target_name) or {}
+            schemas_seen = set(self.server.workspace.schemas.objects)
+            if (
+                (cached.get("status") or {}).get("syncedResources")
+                and set(schemas) <= schemas_seen
+                and ("tmc-core" in self.server.workspace.exports.objects)
+            ):
+                return
+            assert time.monotonic() < deadline, "the virtual workspace never saw the accepted resources"
+            time.sleep(0.02)
