@@ -230,7 +230,8 @@ def test_the_callers_credentials_never_reach_the_backing_apiserver(vw_env: VWEnv
         content_type="application/merge-patch+json",
     )
     assert status == 200, body
-    assert [record.user for record in vw_env.api.write_log] == ["admin"]
+    users = [record.user for record in vw_env.api.write_log]
+    assert users and set(users) == {"admin"}
 
 
 def test_503_until_the_first_synctarget_list_is_read(tmp_path) -> None:
