@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 #: The benchmark modules, in the order they run.
-MODULES = ("bench.webhook", "bench.reconciler", "bench.quota")
+MODULES = ("bench.webhook", "bench.reconciler", "bench.quota", "bench.virtual_workspace")
 
 
 def main() -> int:

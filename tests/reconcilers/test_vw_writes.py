@@ -232,3 +232,20 @@ def test_an_unknown_token_gets_kubectls_unauthorized(vw_env: VWEnv, tmp_path) ->
         pytest.skip("kubectl is not on PATH")
     assert result.returncode != 0
     assert "Unauthorized" in result.stderr or "provide credentials" in result.stderr
+
+
+def test_a_list_shows_each_item_as_the_read_transformation_does(vw_env: VWEnv) -> None:
+    target = _ready(vw_env)
+    vw_env.namespace(
+        "ns1",
+        metadata={
+            "annotations": {f"diff.syncer.internal.kcp.io/{KEY}": '{"status":{"phase":"Seen"}}', "keep": "me"},
+            "finalizers": [syncer_finalizer(KEY), "example.com/other"],
+        },
+    )
+    with vw_env.client(vw_env.base(target)) as api_client:
+        items = k8s.CoreV1Api(api_client).list_namespace().items
+    [view] = [ns for ns in items if ns.metadata.name == "ns1"]
+    assert view.status.phase == "Seen"
+    assert view.metadata.annotations == {"keep": "me"}
+    assert view.metadata.finalizers == [syncer_finalizer(KEY)]
