@@ -239,7 +239,10 @@ def test_a_list_shows_each_item_as_the_read_transformation_does(vw_env: VWEnv) -
     vw_env.namespace(
         "ns1",
         metadata={
-            "annotations": {f"diff.syncer.internal.kcp.io/{KEY}": '{"status":{"phase":"Seen"}}', "keep": "me"},
+            "annotations": {
+                f"diff.syncer.internal.kcp.io/{KEY}": '{"status":{"phase":"Seen"}}',
+                "keep": "me",
+            },
             "finalizers": [syncer_finalizer(KEY), "example.com/other"],
         },
     )
