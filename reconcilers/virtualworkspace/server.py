@@ -20,6 +20,7 @@ import json
 import logging
 import ssl
 import threading
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +96,8 @@ _WRITE_PARAMS = ("dryRun", "fieldManager", "fieldValidation")
 _DELETE_PARAMS = ("dryRun", "gracePeriodSeconds", "propagationPolicy", "orphanDependents")
 
 _JSON = "application/json"
+#: Transformed watch lines kept for the other watches of the same SyncTarget.
+_EVENT_MEMO = 256
 
 
 def _dumps(obj: Any) -> bytes:
@@ -200,6 +203,7 @@ class VirtualWorkspace:
         self._tasks: list[asyncio.Task[None]] = []
         self._served: dict[tuple[str, str], tuple[tuple[Any, ...], ServedAPIs]] = {}
         self._watches: set[aiohttp.ClientResponse] = set()
+        self._events: OrderedDict[tuple[str, str, str, bytes], tuple[bytes | None, bool]] = OrderedDict()
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -461,12 +465,30 @@ class VirtualWorkspace:
                 self._watches.discard(upstream)
 
     def _event(self, call: _Call, line: bytes) -> tuple[bytes | None, bool]:
-        """The line to send for one backing event (None to skip it), and whether the watch must end."""
+        """The line to send for one backing event (None to skip it), and whether the watch must end.
+
+        Every watch of a SyncTarget receives the same backing lines, so a transformed line is kept for
+        the next watch that gets it: one event written upstream costs one transformation, not one per
+        open watch.
+        """
+        line = line if line.endswith(b"\n") else line + b"\n"
+        unchanged = call.vw.service == "upsyncer" or _read_unchanged(line)
+        if call.vw.cluster == "*" and b'"ERROR"' not in line and unchanged:
+            return line, False
+        memo_key = (call.vw.service, call.vw.key, call.vw.cluster, line)
+        known = self._events.get(memo_key)
+        if known is None:
+            known = self._events[memo_key] = self._transform_event(call, line)
+            if len(self._events) > _EVENT_MEMO:
+                self._events.popitem(last=False)
+        return known
+
+    def _transform_event(self, call: _Call, line: bytes) -> tuple[bytes | None, bool]:
         event = json.loads(line)
         kind = event.get("type")
         obj = event.get("object")
         if kind in ("BOOKMARK", "ERROR") or not isinstance(obj, dict):
-            return line if line.endswith(b"\n") else line + b"\n", kind == "ERROR"
+            return line, kind == "ERROR"
         if call.vw.cluster != "*" and cluster_of(obj, self.options.default_cluster) != call.vw.cluster:
             return None, False
         try:

@@ -148,3 +148,29 @@ def test_an_unreachable_backing_apiserver_gives_503_and_open_watches_end(tmp_pat
         assert (status, body["reason"]) == (503, "ServiceUnavailable")
         assert body["message"].startswith("the backing apiserver is unavailable: ")
         watching.join(5)
+
+
+def test_watch_events_are_transformed_once_for_every_watch_of_the_target(vw_env: VWEnv) -> None:
+    target = _ready(vw_env)
+    key = sync_target_key("root", "st1")
+    created = vw_env.namespace(
+        "ns1", metadata={"annotations": {f"diff.syncer.internal.kcp.io/{key}": '{"status":{"phase":"Seen"}}'}}
+    )
+    rv = created["metadata"]["resourceVersion"]
+    url = vw_env.base(target) + f"/api/v1/namespaces?watch=true&resourceVersion={rv}&timeoutSeconds=10"
+    results: list[list[dict[str, Any]]] = []
+    watchers = [threading.Thread(target=lambda: results.append(_raw_watch(vw_env, url, 1))) for _ in range(2)]
+    for watcher in watchers:
+        watcher.start()
+    time.sleep(0.5)
+    created["metadata"]["annotations"]["extra"] = "x"
+    vw_env.api.update(created)
+    for watcher in watchers:
+        watcher.join(15)
+    assert len(results) == 2
+    for [event] in results:
+        assert event["type"] == "MODIFIED"
+        assert event["object"]["status"] == {"phase": "Seen"}
+        assert event["object"]["metadata"]["annotations"] == {"extra": "x"}
+        assert event["object"]["metadata"]["finalizers"] == [f"workload.kcp.io/syncer-{key}"]
+    assert len(vw_env.server.workspace._events) == 1
