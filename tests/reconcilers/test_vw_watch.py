@@ -174,3 +174,19 @@ def test_watch_events_are_transformed_once_for_every_watch_of_the_target(vw_env:
         assert event["object"]["metadata"]["annotations"] == {"extra": "x"}
         assert event["object"]["metadata"]["finalizers"] == [f"workload.kcp.io/syncer-{key}"]
     assert len(vw_env.server.workspace._events) == 1
+
+
+def test_stopping_the_server_ends_open_watches(vw_env: VWEnv) -> None:
+    target = _ready(vw_env)
+    vw_env.configmap("placed")
+    url = vw_env.base(target) + CONFIGMAPS + "?watch=true&resourceVersion=0&timeoutSeconds=60"
+    received: list[list[dict[str, Any]]] = []
+    watching = threading.Thread(target=lambda: received.append(_raw_watch(vw_env, url, 1000, timeout=30)))
+    watching.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    vw_env.server.stop()
+    watching.join(10)
+    assert not watching.is_alive(), "the watch outlived the server"
+    assert time.monotonic() - started < 10
+    assert [event["type"] for event in received[0]] == ["ADDED"]
