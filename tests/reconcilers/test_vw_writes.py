@@ -204,11 +204,17 @@ def test_discovery_through_the_vw_and_kubectl(vw_env: VWEnv, tmp_path) -> None:
     try:
         listed = kubectl(SimpleNamespace(kubeconfig_path=kubeconfig), "get", "configmaps", "-o", "name")
         names = kubectl(SimpleNamespace(kubeconfig_path=kubeconfig), "api-resources", "-o", "name")
+        table = kubectl(SimpleNamespace(kubeconfig_path=kubeconfig), "get", "configmaps", "-A")
     except KubectlNotFoundError:
         pytest.skip("kubectl is not on PATH")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.split() == ["configmap/placed"]
     assert names.returncode == 0, names.stderr
+    assert table.returncode == 0, table.stderr
+    assert [line.split()[:2] for line in table.stdout.splitlines()] == [
+        ["NAMESPACE", "NAME"],
+        ["default", "placed"],
+    ]
     assert sorted(names.stdout.split()) == ["configmaps", "namespaces", "secrets", "serviceaccounts"]
 
 
