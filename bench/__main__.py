@@ -12,7 +12,14 @@ import subprocess
 import sys
 
 #: The benchmark modules, in the order they run.
-MODULES = ("bench.webhook", "bench.reconciler", "bench.quota", "bench.quota_cycle", "bench.fakeapi")
+MODULES = (
+    "bench.webhook",
+    "bench.reconciler",
+    "bench.quota",
+    "bench.quota_cycle",
+    "bench.virtual_workspace",
+    "bench.fakeapi",
+)
 
 
 def main() -> int:

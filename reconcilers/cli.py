@@ -10,6 +10,7 @@ import argparse
 import logging
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from kcp_tmc.reconcilers.logs import setup_logging
 from kcp_tmc.reconcilers.metrics import Metrics
 from kcp_tmc.reconcilers.quota import QuotaController
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
+from kcp_tmc.reconcilers.virtualworkspace.server import VirtualWorkspaceServer, WorkspaceOptions
 from kcp_tmc.reconcilers.virtualworkspaces import parse_shard
 from kcp_tmc.reconcilers.workloads import WorkloadUsage
 
@@ -39,6 +41,8 @@ log = logging.getLogger("kcp_tmc.reconcilers")
 #: ``--controllers`` names: the three SyncTarget steps, the Cluster controller, the resource aggregator
 #: and the quota manager.
 CONTROLLERS = ("synctarget", "heartbeat", "syncedresources", "cluster", "aggregator", "quota")
+#: The syncer virtual workspace: also a ``--controllers`` name, on whenever ``--vw-bind`` is given.
+VIRTUAL_WORKSPACE = "virtual-workspace"
 _NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -57,11 +61,11 @@ def _duration(flag: str, positive: bool = True) -> Callable[[str], timedelta]:
 
 def _controllers(value: str) -> frozenset[str]:
     names = frozenset(part.strip() for part in value.split(",") if part.strip())
-    unknown = sorted(names - set(CONTROLLERS))
+    unknown = sorted(names - {*CONTROLLERS, VIRTUAL_WORKSPACE})
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown controller(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from {', '.join(CONTROLLERS)}"
+            f"choose from {', '.join((*CONTROLLERS, VIRTUAL_WORKSPACE))}"
         )
     return names
 
@@ -106,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--controllers",
         type=_controllers,
         default=frozenset(CONTROLLERS),
-        help=f"comma-separated subset of {','.join(CONTROLLERS)} (default: all)",
+        help=f"comma-separated subset of {','.join((*CONTROLLERS, VIRTUAL_WORKSPACE))} "
+        f"(default: {','.join(CONTROLLERS)}; {VIRTUAL_WORKSPACE} alone serves only the virtual workspaces)",
     )
     parser.add_argument("--metrics-bind", default=":8080", help="HOST:PORT of /healthz, /readyz, /metrics")
     parser.add_argument("--leader-elect", action="store_true", help="only the holder of the Lease writes")
@@ -149,6 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"{DEADLINE:g}s",
         help=f"time all remote calls of one Cluster reconcile may take together (default: {DEADLINE:g}s)",
     )
+    parser.add_argument(
+        "--vw-bind",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve the syncer and upsyncer virtual workspaces over TLS here (default: not served)",
+    )
+    parser.add_argument("--vw-cert-file", default=None, help="TLS certificate of the virtual workspaces")
+    parser.add_argument("--vw-key-file", default=None, help="TLS key of the virtual workspaces")
+    parser.add_argument(
+        "--vw-auth-cache-ttl",
+        type=_duration("--vw-auth-cache-ttl", positive=False),
+        default="10s",
+        help="how long a TokenReview or SubjectAccessReview answer is reused; denials a tenth (default: 10s)",
+    )
+    parser.add_argument(
+        "--vw-auth-cache-size", type=int, default=1024, help="most cached review answers (default: 1024)"
+    )
     return parser
 
 
@@ -173,6 +195,11 @@ class _Options(argparse.Namespace):
     log_level: str
     cluster_workers: int
     cluster_deadline: timedelta
+    vw_bind: str | None
+    vw_cert_file: str | None
+    vw_key_file: str | None
+    vw_auth_cache_ttl: timedelta
+    vw_auth_cache_size: int
 
 
 def _parse(argv: Sequence[str] | None) -> tuple[_Options, list[str], timedelta, tuple[str, int]]:
@@ -198,7 +225,45 @@ def _parse(argv: Sequence[str] | None) -> tuple[_Options, list[str], timedelta, 
         parser.error(f"--partitions must be >= 1 ({opts.partitions})")
     if opts.cluster_workers < 1:
         parser.error(f"--cluster-workers must be >= 1 ({opts.cluster_workers})")
+    _check_vw_flags(parser, opts)
     return opts, shards, threshold, bind
+
+
+def _check_vw_flags(parser: argparse.ArgumentParser, opts: _Options) -> None:
+    if VIRTUAL_WORKSPACE in opts.controllers and not opts.vw_bind:
+        parser.error(f"--controllers={VIRTUAL_WORKSPACE} needs --vw-bind")
+    if not opts.vw_bind:
+        return
+    try:
+        parse_bind(opts.vw_bind, "--vw-bind")
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not opts.vw_cert_file or not opts.vw_key_file:
+        parser.error(
+            "--vw-bind needs --vw-cert-file and --vw-key-file (the virtual workspaces serve TLS only)"
+        )
+    if opts.vw_auth_cache_size < 0:
+        parser.error(f"--vw-auth-cache-size must be >= 0 ({opts.vw_auth_cache_size})")
+
+
+def start_virtual_workspace(opts: _Options, client: KubeClient) -> VirtualWorkspaceServer | None:
+    """The virtual-workspace server when ``--vw-bind`` asks for it, started; None otherwise."""
+    if not opts.vw_bind or not opts.vw_cert_file or not opts.vw_key_file:
+        return None
+    host, port = parse_bind(opts.vw_bind, "--vw-bind")
+    server = VirtualWorkspaceServer(
+        client.configuration,
+        host,
+        port,
+        ssl_context=VirtualWorkspaceServer.tls_context(opts.vw_cert_file, opts.vw_key_file),
+        options=WorkspaceOptions(
+            default_cluster=opts.logical_cluster,
+            auth_cache_ttl=opts.vw_auth_cache_ttl.total_seconds(),
+            auth_cache_size=opts.vw_auth_cache_size,
+        ),
+    )
+    server.start()
+    return server
 
 
 def build_controllers(
@@ -311,6 +376,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         client.close()
         return 1
     server.start()
+    try:
+        vw_server = start_virtual_workspace(opts, client)
+    except (OSError, ssl.SSLError) as exc:
+        log.error("cannot serve the virtual workspaces", extra={"bind": opts.vw_bind, "error": str(exc)})
+        server.stop()
+        client.close()
+        return 1
     log.info(
         "started",
         extra={
@@ -319,6 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "leader_elect": elect,
             "partitions": partitions,
             "identity": coordinator.config.identity if coordinator is not None else None,
+            "virtual_workspace_url": vw_server.url if vw_server is not None else None,
         },
     )
 
@@ -340,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             close = getattr(controller, "close", None)
             if close is not None:
                 close()
+        if vw_server is not None:
+            vw_server.stop()
         server.stop()
         client.close()
         log.info("stopped")

@@ -181,6 +181,11 @@ class KubeClient:
         return cls(configuration, timeout=timeout)
 
     @property
+    def configuration(self) -> Any:
+        """The ``kubernetes`` Configuration (host, TLS files, credentials) this client was built from."""
+        return self._api.configuration
+
+    @property
     def ca_data(self) -> str | None:
         """The server's CA bundle, base64-encoded as kubeconfigs carry it; None when there is none."""
         if not self._ca_file:

@@ -13,11 +13,11 @@ from kcp_tmc.reconcilers.metrics import Metrics
 __all__ = ["HealthServer", "parse_bind"]
 
 
-def parse_bind(value: str) -> tuple[str, int]:
+def parse_bind(value: str, flag: str = "--metrics-bind") -> tuple[str, int]:
     """``HOST:PORT`` or ``:PORT`` (all interfaces); :class:`ValueError` naming the problem."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--metrics-bind must be HOST:PORT, got {value!r}")
+        raise ValueError(f"{flag} must be HOST:PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 (an empty host means every interface, as a metrics port in a pod is meant to listen)
 
 

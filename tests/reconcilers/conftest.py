@@ -23,3 +23,14 @@ def api() -> Iterator[FakeAPIServer]:
 def kube(api: FakeAPIServer) -> Iterator[KubeClient]:
     with KubeClient.from_kubeconfig_file(api.kubeconfig_path, timeout=5.0) as client:
         yield client
+
+
+# --- the syncer virtual workspace ------------------------------------------------------------------
+
+from tests.reconcilers.vw_env import VWEnv  # noqa: E402 - the VW fixtures sit apart from the ones above
+
+
+@pytest.fixture
+def vw_env(tmp_path) -> Iterator[VWEnv]:
+    with VWEnv.running(tmp_path) as env:
+        yield env

@@ -31,7 +31,8 @@ from kcp_tmc.reconcilers.synctarget import SyncTargetController
         (
             ["--controllers", "synctarget,placement"],
             "argument --controllers: unknown controller(s) placement; "
-            "choose from synctarget, heartbeat, syncedresources, cluster, aggregator, quota",
+            "choose from synctarget, heartbeat, syncedresources, cluster, aggregator, quota, "
+            "virtual-workspace",
         ),
         (["--metrics-bind", "8080"], "--metrics-bind must be HOST:PORT, got '8080'"),
         (["--partitions=-1"], "--partitions must be >= 1 (-1)"),
