@@ -15,6 +15,7 @@ here as it would for a user, offline and without downloading anything.
 
 from __future__ import annotations
 
+import base64
 import configparser
 import json
 import os
@@ -375,8 +376,6 @@ def test_the_installed_certs_cli_generates_checks_rotates_and_prints_the_bundle(
     assert (out / "tls.crt").read_bytes() != before
     bundle = _run([certs, "ca-bundle", str(out)])
     assert bundle.returncode == 0, bundle.stderr
-    import base64
-
     assert base64.b64decode(bundle.stdout.strip()) == (out / "ca.crt").read_bytes()
     refused = _run(
         [certs, "generate", "--service", "tmc-webhook", "--namespace", "tmc-system", "--out", str(out)]
