@@ -204,7 +204,6 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
             "--metrics-dir": str(tmp_path / "metrics"),
             "--workers": "1",
         }
-        (tmp_path / "metrics").mkdir()
         args = [
             a if a.split("=")[0] not in local else f"{a.split('=')[0]}={local[a.split('=')[0]]}"
             for a in _args(manifests, WEBHOOK)

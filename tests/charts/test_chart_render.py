@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kcp_tmc.policies.config import parse_config
 from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.webhook import MUTATING_WEBHOOK, VALIDATING_WEBHOOK, tmc_rules
 from tests.charts.chart_kit import (
@@ -300,6 +301,9 @@ def test_engine_configuration_reaches_the_webhook_as_a_file(rendered: dict[str, 
     manifests = rendered["hooks"]
     config = find(manifests, "ConfigMap", f"{WEBHOOK}-config")
     assert yaml.safe_load(config["data"]["config.yaml"]) == {"exemptions": {"namespaces": ["sandbox-*"]}}
+    # What the webhook will read is a configuration the engine accepts.
+    parsed = parse_config(config["data"]["config.yaml"], "webhook.config")
+    assert parsed.exemptions.namespaces == ("sandbox-*",)
     pod = find(manifests, "Deployment", WEBHOOK)["spec"]["template"]
     assert "--config=/etc/kcp-tmc/config/config.yaml" in pod["spec"]["containers"][0]["args"]
     assert "checksum/config" in pod["metadata"]["annotations"]  # a changed configuration rolls the pods
