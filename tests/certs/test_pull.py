@@ -43,6 +43,16 @@ def _cli(api: FakeAPIServer, *args: str) -> int:
     return main([*args, "--kubeconfig", api.kubeconfig_path])
 
 
+def _tls_secret_only(
+    api: FakeAPIServer, tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> CertPaths:
+    """A generated directory, injected as the TLS Secret ``name`` alone (no CA Secret)."""
+    paths = generate_dir(tmp_path / "a", service="tmc-webhook", namespace=NS)
+    assert _cli(api, "inject", str(paths.directory), "--secret", f"{NS}/{name}") == 0
+    capsys.readouterr()
+    return paths
+
+
 def test_inject_keeps_the_ca_in_an_opaque_secret_and_pull_restores_all_four_files(
     api: FakeAPIServer, core: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -88,9 +98,7 @@ def test_pull_writes_nothing_when_neither_secret_exists(
 def test_pull_refuses_half_the_state(
     api: FakeAPIServer, core: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    paths = generate_dir(tmp_path / "a", service="tmc-webhook", namespace=NS)
-    assert _cli(api, "inject", str(paths.directory), "--secret", f"{NS}/only-tls") == 0
-    capsys.readouterr()
+    _tls_secret_only(api, tmp_path, "only-tls", capsys)
     assert (
         _cli(api, "pull", str(tmp_path / "d"), "--secret", f"{NS}/only-tls", "--ca-secret", f"{NS}/gone") == 2
     )
@@ -112,9 +120,7 @@ def test_pull_refuses_half_the_state(
 def test_the_ca_secret_must_not_be_a_tls_secret(
     api: FakeAPIServer, core: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    paths = generate_dir(tmp_path / "a", service="tmc-webhook", namespace=NS)
-    assert _cli(api, "inject", str(paths.directory), "--secret", f"{NS}/t") == 0
-    capsys.readouterr()
+    paths = _tls_secret_only(api, tmp_path, "t", capsys)
     assert _cli(api, "inject", str(paths.directory), "--ca-secret", f"{NS}/t") == 2
     assert capsys.readouterr().err == (
         f"tmc-certs: error: Secret {NS}/t has type kubernetes.io/tls, not Opaque; "
