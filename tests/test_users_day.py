@@ -5,8 +5,9 @@ Install: the CRDs, the ``kubernetes`` export and the webhook configurations are 
 reconciler run as local processes started with the arguments of the rendered Deployments, and the
 configurations' ``clientConfig`` points at the local webhook by ``url``.  Then: a Cluster registered
 (a second apiserver is the physical cluster) and its SyncTarget Ready with the cluster's capacity;
-a bad SyncTarget refused with our message; the serving certificate renewed while reviews keep
-coming, none failing; uninstall, and no webhook configuration is left.
+a bad SyncTarget refused with our message; the CA rolled and the serving certificate renewed, step
+by step as the renewal CronJob does it, while reviews keep coming, none failing (leaving out the
+inject after the CA roll makes hundreds of them fail); uninstall, and no webhook configuration is left.
 
 Still to add as they land: listing through the syncer virtual workspace with the syncer's token
 (virtualWorkspace.enabled), and a quota denial (quota.webhook.enabled).
@@ -22,7 +23,9 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
+from kcp_tmc.certs import generate_dir
 from kcp_tmc.reconcilers.client import KubeClient
 from kcp_tmc.reconcilers.resources import CLUSTERS, NAMESPACES, NODES, SECRETS, SYNCTARGETS
 from kcp_tmc.testing import FakeAPIServer
@@ -183,19 +187,12 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
         assert applied.returncode == 0, applied.stderr
 
         # --- the webhook, started as the Deployment starts it --------------------------------------
+        # Certificates issued three days ago for four: both have a quarter of their life left, so the
+        # day's renewal below has a CA roll to do.
         certs = tmp_path / "certs"
-        _run(
-            "tmc-certs",
-            "generate",
-            "--service",
-            WEBHOOK,
-            "--namespace",
-            NAMESPACE,
-            "--out",
-            str(certs),
-            "--ip",
-            "127.0.0.1",
-        )
+        issued = datetime.now(UTC) - timedelta(days=3)
+        generate_dir(certs, service=WEBHOOK, namespace=NAMESPACE, ips=["127.0.0.1"], ca_days=4,
+                     serving_days=4, now=issued)  # fmt: skip
         port = _port()
         local = {
             "--bind": f"127.0.0.1:{port}",
@@ -310,30 +307,38 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
         )
         assert "spec.supportedAPIExports[1]: Duplicate value" in denied.stderr
 
-        # --- the serving certificate renewed while reviews keep coming -----------------------------
-        before = _served_certificate(port, certs / "ca.crt")
+        # --- the CA rolled and the serving certificate renewed while reviews keep coming ----------
+        # What the renewal CronJob does over its runs, here in a row: each step served and trusted
+        # before the next, and not one review failing.
+        old_ca = x509.load_pem_x509_certificate((certs / "ca.crt").read_bytes())
+        inject = ["tmc-certs", "inject", str(certs), "--webhook-configuration", RELEASE,
+                  "--kubeconfig", workspace.kubeconfig_path]  # fmt: skip
         with ReviewLoad(workspace) as load:
             wait_for(lambda: load.sent >= 20, 60, "no reviews under load", 0.05)
+            # 1. The CA is due: a new CA joins the bundle; the serving certificate is renewed by the
+            #    outgoing CA, which the API server trusts already.
+            assert "rolled CA: " in _run("tmc-certs", "rotate", str(certs))
+            assert len(_bundle(certs)) == 2
+            _run(*inject)
+            _serving_what_is_on_disk(port, certs, load)
+            # The API server watches configurations; give it time to see the new bundle (the
+            # CronJob leaves a day between these steps).
+            time.sleep(3 if isinstance(workspace, RealAPIServer) else 0)
+            # 2. The serving certificate, now signed by the new CA.
             _run("tmc-certs", "rotate", "--force", str(certs))
-            _run(
-                "tmc-certs",
-                "inject",
-                str(certs),
-                "--webhook-configuration",
-                RELEASE,
-                "--kubeconfig",
-                workspace.kubeconfig_path,
-            )
-
-            def renewed_one() -> x509.Certificate | None:
-                served = _served_certificate(port, certs / "ca.crt")
-                return served if served.serial_number != before.serial_number else None
-
-            renewed = wait_for(renewed_one, 60, "the webhook did not pick up the renewed certificate", 0.2)
-            sent_at_renewal = load.sent
-            wait_for(lambda: load.sent >= sent_at_renewal + 20, 60, "no reviews after the renewal", 0.05)
+            served = _serving_what_is_on_disk(port, certs, load)
+            assert served.issuer == _bundle(certs)[0].subject != old_ca.subject
+            # 3. The old CA leaves the bundle.
+            _run("tmc-certs", "rotate", str(certs))
+            assert [ca.subject for ca in _bundle(certs)] == [served.issuer]
+            _run(*inject)
+            sent = load.sent
+            wait_for(lambda: load.sent >= sent + 20, 60, "no reviews after the roll", 0.05)
         assert load.failures == []
-        assert renewed.public_bytes(Encoding.PEM) == (certs / "tls.crt").read_bytes()
+        for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+            stored = kube.get_json(f"/apis/admissionregistration.k8s.io/v1/{kind}/{RELEASE}")
+            bundles = {hook["clientConfig"]["caBundle"] for hook in stored["webhooks"]}
+            assert bundles == {base64.b64encode((certs / "ca.crt").read_bytes()).decode()}
 
         # --- uninstall: what the release owns goes, and no configuration is left to call -----------
         deleted = kubectl(workspace, "delete", "-f", "-", input=yaml.safe_dump_all(configurations + exported))
@@ -355,6 +360,24 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
             process.stop()
         kube.close()
         phys.close()
+
+
+def _bundle(certs: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates((certs / "ca.crt").read_bytes())
+
+
+def _serving_what_is_on_disk(port: int, certs: Path, load: ReviewLoad) -> x509.Certificate:
+    """Waits until the webhook serves ``tls.crt`` and 10 more reviews went through; returns it."""
+    wanted = (certs / "tls.crt").read_bytes()
+
+    def served() -> x509.Certificate | None:
+        cert = _served_certificate(port, certs / "ca.crt")
+        return cert if cert.public_bytes(Encoding.PEM) == wanted else None
+
+    cert: x509.Certificate = wait_for(served, 60, "the webhook did not load the new certificate", 0.2)
+    sent = load.sent
+    wait_for(lambda: load.sent >= sent + 10, 60, "no reviews after the reload", 0.05)
+    return cert
 
 
 def _reachable(port: int) -> bool:
