@@ -133,7 +133,7 @@ def _node(kube: KubeClient, name: str, cpu: str, memory: str) -> None:
 
 
 class ReviewLoad:
-    """Dry-run SyncTarget creates, one every 20 ms (each a webhook review), until stopped or 3,000 sent."""
+    """Dry-run SyncTarget creates every 20 ms (each a review) until stopped, 10,000 sent or 5 minutes."""
 
     def __init__(self, api: Any) -> None:
         self.sent = 0
@@ -145,7 +145,8 @@ class ReviewLoad:
     def _run(self) -> None:
         with self._api.api_client() as client:
             objects = CustomObjectsApi(client)
-            while not self._stop.is_set() and self.sent < 3000:
+            deadline = time.monotonic() + 300
+            while not self._stop.is_set() and self.sent < 10_000 and time.monotonic() < deadline:
                 body = {
                     "apiVersion": "workload.kcp.io/v1alpha1",
                     "kind": "SyncTarget",
