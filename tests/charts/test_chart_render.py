@@ -9,6 +9,7 @@ wrong types do not), and every kcp object must be accepted by our CRD schemas on
 from __future__ import annotations
 
 import base64
+import copy
 from typing import Any
 
 import pytest
@@ -497,7 +498,7 @@ def test_the_kubernetes_export_is_rendered_from_the_reconcilers_file(
     source = [
         d for d in yaml.safe_load_all((REPO / "reconcilers" / "kubernetes-export.yaml").read_text()) if d
     ]
-    exported = [m for m in rendered["defaults"] if m["apiVersion"].startswith("apis.kcp.io/")]
+    exported = [copy.deepcopy(m) for m in rendered["defaults"] if m["apiVersion"].startswith("apis.kcp.io/")]
     for manifest in exported:
         del manifest["metadata"]["labels"]
     assert exported == source
@@ -512,3 +513,13 @@ def test_notes_tell_status_commands_and_the_break_glass_step() -> None:
     assert f"kubectl -n {NAMESPACE} get deploy,pods,pdb -l app.kubernetes.io/instance={RELEASE}" in notes
     assert f"kubectl -n {NAMESPACE} get secret/{WEBHOOK}-tls cronjob/{RELEASE}-certs-renew" in notes
     assert f"kubectl delete validatingwebhookconfiguration,mutatingwebhookconfiguration {RELEASE}" in notes
+
+
+def test_the_packaged_chart_renders_what_the_folder_does(tmp_path, defaults: list[Manifest]) -> None:
+    # files/kubernetes-export.yaml is a link to the reconciler's file: the package must hold its content.
+    packaged = helm("package", str(CHART), "--destination", str(tmp_path))
+    assert packaged.returncode == 0, packaged.stderr
+    (archive,) = tmp_path.glob("kcp-tmc-*.tgz")
+    done = helm("template", RELEASE, str(archive), "--namespace", NAMESPACE, "--include-crds")
+    assert done.returncode == 0, done.stderr
+    assert [d for d in yaml.safe_load_all(done.stdout) if d] == defaults
