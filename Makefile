@@ -94,6 +94,7 @@ docs: $(STAMP)
 IMAGE ?= kcp-tmc:$(shell sed -n 's/^version = //p' setup.cfg)
 image:
 	@command -v docker >/dev/null || { echo "make image: docker is not installed"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: the docker daemon is not reachable (docker info fails)"; exit 1; }
 	docker build -t $(IMAGE) .
 
 bench: $(STAMP)
