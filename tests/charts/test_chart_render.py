@@ -206,6 +206,9 @@ def test_the_webhook_is_highly_available_probed_and_hardened(defaults: list[Mani
     assert container["command"] == ["tmc-webhook"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "https", "scheme": "HTTPS"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    # A stopping pod keeps serving until its endpoint is gone, well within its grace period.
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert pod["terminationGracePeriodSeconds"] > 5
     _hardened(pod)
     # It needs no API access: no token in the pod, no RBAC for its account.
     assert pod["automountServiceAccountToken"] is False
