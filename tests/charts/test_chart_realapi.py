@@ -3,18 +3,23 @@
 ``kubectl apply --dry-run=server`` with strict field validation runs every manifest through the
 apiserver's own OpenAPI schemas, defaulting and validation (and our CRDs for the kcp objects), for
 each value set.  cert-manager and prometheus-operator objects are left out: their CRDs are not here.
+And helm itself against that server: an upgrade renders the caBundle the certificate Job injected.
+(The fake server cannot stand in for this one: helm reads OpenAPI as protobuf.)
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
 
 from kcp_tmc.testing.envtest import EnvtestUnavailable, RealAPIServer
-from tests.charts.chart_kit import NAMESPACE, tool
+from tests.charts.chart_kit import CHART, NAMESPACE, RELEASE, find, tool
 from tests.charts.test_chart_render import FOREIGN_KINDS, VARIANTS, render
 from tests.reconcilers.reconciler_processes import crds
 
@@ -55,3 +60,26 @@ def test_the_apiserver_accepts_every_manifest_in_a_strict_dry_run(real: RealAPIS
     assert code == 0, err
     assert len(out.splitlines()) == len(manifests), out
     assert all(line.endswith("(server dry run)") for line in out.splitlines()), out
+
+
+def test_an_upgrade_keeps_the_bundle_the_certificate_job_injected(
+    real: RealAPIServer, tmp_path: Path
+) -> None:
+    # helm reads the CA Secret with lookup when it talks to a cluster (install, upgrade,
+    # --dry-run=server): the configurations it renders carry the bundle instead of dropping it.
+    ca_pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    secret = {"metadata": {"name": f"{RELEASE}-webhook-ca"}, "type": "Opaque",
+              "data": {"ca.crt": base64.b64encode(ca_pem).decode(), "ca.key": "eA=="}}  # fmt: skip
+    real.request_json("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", secret)
+    helm_bin = tool("helm")
+    assert helm_bin is not None
+    done = subprocess.run(
+        [helm_bin, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=server",
+         "--kubeconfig", real.kubeconfig_path],
+        capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    manifests = [d for d in yaml.safe_load_all(done.stdout) if d]
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        hooks = find(manifests, kind)["webhooks"]
+        assert [h["clientConfig"]["caBundle"] for h in hooks] == [secret["data"]["ca.crt"]]
