@@ -172,6 +172,8 @@ class ReviewLoad:
 
 
 @pytest.mark.slow
+# Many short-lived processes: on two loaded cores this takes minutes, not the default two.
+@pytest.mark.timeout(360)
 def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
     workspace, physical = clusters
     manifests = render(*VALUES)

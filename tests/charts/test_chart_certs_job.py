@@ -51,6 +51,8 @@ def _secret(api: FakeAPIServer, name: str) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
+# Many short-lived processes: on two loaded cores this takes minutes, not the default two.
+@pytest.mark.timeout(360)
 def test_install_then_a_renewal_run(tmp_path: Path) -> None:
     manifests = render()
     with FakeAPIServer() as api:
