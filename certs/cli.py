@@ -73,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
     inj.add_argument(
         "--secret", metavar="NAMESPACE/NAME", help="kubernetes.io/tls Secret to create or update"
     )
+    inj.add_argument(
+        "--ca-secret",
+        metavar="NAMESPACE/NAME",
+        help="Opaque Secret to keep ca.crt and ca.key in (for renewal)",
+    )
+
+    pull = sub.add_parser("pull", help="write the files of the TLS and CA Secrets into DIR (for rotate)")
+    pull.add_argument("dir", metavar="DIR")
+    pull.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    pull.add_argument("--context", help="kubeconfig context (default: the current one)")
+    pull.add_argument(
+        "--secret", required=True, metavar="NAMESPACE/NAME", help="the kubernetes.io/tls Secret"
+    )
+    pull.add_argument("--ca-secret", required=True, metavar="NAMESPACE/NAME", help="the CA Secret")
 
     chk = sub.add_parser("check", help="print expiry of each certificate; exit 1 when rotation is due")
     chk.add_argument("dir", metavar="DIR")
@@ -136,9 +150,21 @@ def _inject(args: argparse.Namespace) -> int:
         webhook_configurations=args.webhook_configuration,
         secret=args.secret,
         context=args.context,
+        ca_secret=args.ca_secret,
     )
     for line in result.messages:
         print(line)
+    return EXIT_OK
+
+
+def _pull(args: argparse.Namespace) -> int:
+    written = inject.pull(
+        args.kubeconfig, args.dir, secret=args.secret, ca_secret=args.ca_secret, context=args.context
+    )
+    if written:
+        print(f"wrote {', '.join(str(p) for p in written)}")
+    else:
+        print(f"no Secret {args.secret} nor {args.ca_secret}: nothing pulled (run '{PROG} generate')")
     return EXIT_OK
 
 
@@ -178,4 +204,5 @@ _COMMANDS = {
     "ca-bundle": _ca_bundle,
     "inject": _inject,
     "check": _check,
+    "pull": _pull,
 }

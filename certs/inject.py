@@ -1,5 +1,9 @@
 """Putting the CA bundle into webhook configurations and the serving pair into a Secret.
 
+For renewal inside the cluster (the chart's certificate Job), the CA and its key can also be kept
+in a Secret of their own (``--ca-secret``, type Opaque) that only that Job may read, and
+:func:`pull` brings both Secrets back into a directory for ``tmc-certs rotate``.
+
 The patch bodies are built by pure functions (:func:`ca_bundle_patch`,
 :func:`tls_secret`, :func:`secret_data_patch`) so they can be checked without a
 cluster; :func:`inject` sends them with the ``kubernetes`` client.
@@ -22,11 +26,12 @@ from typing import Any
 
 from kcp_tmc.certs import inspect
 from kcp_tmc.certs.errors import CertsError
-from kcp_tmc.certs.files import CA_CRT, TLS_CRT, TLS_KEY, CertPaths
+from kcp_tmc.certs.files import CA_CRT, CA_KEY, CERT_MODE, KEY_MODE, TLS_CRT, TLS_KEY, CertPaths, atomic_write
 from kcp_tmc.certs.generate import format_time, normalize_now
 from kcp_tmc.certs.rotate import expired_ca_message
 
 SECRET_TYPE_TLS = "kubernetes.io/tls"  # noqa: S105 (a Secret type name, not a password)
+SECRET_TYPE_OPAQUE = "Opaque"  # noqa: S105 (a Secret type name, not a password)
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 VALIDATING = "ValidatingWebhookConfiguration"
@@ -76,18 +81,30 @@ def secret_data(ca_bundle_pem: bytes, cert_pem: bytes, key_pem: bytes) -> dict[s
     }
 
 
-def tls_secret(namespace: str, name: str, data: Mapping[str, str]) -> dict[str, Any]:
-    """A new ``kubernetes.io/tls`` Secret holding ``data``."""
+def ca_secret_data(ca_bundle_pem: bytes, ca_key_pem: bytes) -> dict[str, str]:
+    """The ``data`` of the CA Secret: ``ca.crt`` (the bundle) and ``ca.key``, base64 encoded."""
+    return {
+        CA_CRT: base64.b64encode(ca_bundle_pem).decode("ascii"),
+        CA_KEY: base64.b64encode(ca_key_pem).decode("ascii"),
+    }
+
+
+def tls_secret(
+    namespace: str, name: str, data: Mapping[str, str], secret_type: str = SECRET_TYPE_TLS
+) -> dict[str, Any]:
+    """A new Secret (``kubernetes.io/tls`` unless ``secret_type``) holding ``data``."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "namespace": namespace},
-        "type": SECRET_TYPE_TLS,
+        "type": secret_type,
         "data": dict(data),
     }
 
 
-def secret_data_patch(existing: Mapping[str, Any], data: Mapping[str, str]) -> dict[str, Any] | None:
+def secret_data_patch(
+    existing: Mapping[str, Any], data: Mapping[str, str], secret_type: str = SECRET_TYPE_TLS
+) -> dict[str, Any] | None:
     """A merge patch bringing ``existing``'s three keys to ``data``; None when they already match.
 
     Other keys of the Secret are kept.  The patch carries the Secret's
@@ -96,11 +113,11 @@ def secret_data_patch(existing: Mapping[str, Any], data: Mapping[str, str]) -> d
     type of a Secret cannot be changed).
     """
     meta = existing.get("metadata") or {}
-    kind_type = existing.get("type") or "Opaque"
-    if kind_type != SECRET_TYPE_TLS:
+    kind_type = existing.get("type") or SECRET_TYPE_OPAQUE
+    if kind_type != secret_type:
         raise CertsError(
             f"Secret {meta.get('namespace')}/{meta.get('name')} has type {kind_type}, "
-            f"not {SECRET_TYPE_TLS}; delete it or choose another name"
+            f"not {secret_type}; delete it or choose another name"
         )
     current = existing.get("data") or {}
     changed = {k: v for k, v in data.items() if current.get(k) != v}
@@ -164,22 +181,34 @@ def inject(
     secret: str | None = None,
     context: str | None = None,
     now: datetime | None = None,
+    ca_secret: str | None = None,
 ) -> InjectResult:
     """Patch ``caBundle`` into the named webhook configurations and write the TLS Secret.
 
     Each name in ``webhook_configurations`` is looked up both as a
     ValidatingWebhookConfiguration and a MutatingWebhookConfiguration; it is
     an error if neither exists.  All files are read and checked, and all
-    configurations looked up, before anything is written.
+    configurations looked up, before anything is written.  ``ca_secret`` (an
+    Opaque Secret with ``ca.crt`` and ``ca.key``) is written first: once a bundle
+    is trusted, the key of its CA must not be lost with a crash.
     """
     secret_ref = parse_secret_ref(secret) if secret is not None else None
-    if not webhook_configurations and secret_ref is None:
-        raise CertsError("nothing to do: give --webhook-configuration and/or --secret")
+    ca_ref = parse_secret_ref(ca_secret) if ca_secret is not None else None
+    if not webhook_configurations and secret_ref is None and ca_ref is None:
+        raise CertsError("nothing to do: give --webhook-configuration, --secret and/or --ca-secret")
     content = read_directory(directory, need_pair=secret_ref is not None, now=now)
     ca_bundle = encode_bundle(content.bundle_pem)
+    ca_key_pem = inspect.read_bytes(CertPaths.of(directory).ca_key) if ca_ref is not None else b""
     result = InjectResult()
     with _api_client(kubeconfig, context) as client:
         api = _Api(client)
+        if ca_ref is not None:
+            namespace, name = ca_ref
+            data = ca_secret_data(content.bundle_pem, ca_key_pem)
+            changed, message = api.apply_secret(namespace, name, data, SECRET_TYPE_OPAQUE)
+            result.messages.append(message)
+            if changed:
+                result.patched.append(f"Secret/{namespace}/{name}")
         found: list[tuple[str, str, dict[str, Any]]] = []
         for name in webhook_configurations:
             kinds = [(kind, obj) for kind in (VALIDATING, MUTATING) if (obj := api.get_webhook(kind, name))]
@@ -204,6 +233,49 @@ def inject(
             if changed:
                 result.patched.append(f"Secret/{namespace}/{name}")
     return result
+
+
+def pull(
+    kubeconfig: str | os.PathLike[str] | None,
+    directory: str | os.PathLike[str],
+    *,
+    secret: str,
+    ca_secret: str,
+    context: str | None = None,
+) -> list[Path]:
+    """Write the files the two Secrets hold into ``directory``; returns the paths written.
+
+    The CA Secret gives ``ca.crt`` and ``ca.key``, the TLS Secret ``tls.crt`` and ``tls.key``.
+    When neither Secret exists nothing is written (a first install: generate instead).  One
+    without the other, or a Secret missing a key, is an error: a rotation from half the state
+    would either lose the CA key or replace a CA the cluster already trusts.
+    """
+    secret_ref, ca_ref = parse_secret_ref(secret), parse_secret_ref(ca_secret)
+    with _api_client(kubeconfig, context) as client:
+        api = _Api(client)
+        tls_obj = api.get_secret(*secret_ref)
+        ca_obj = api.get_secret(*ca_ref)
+    if tls_obj is None and ca_obj is None:
+        return []
+    for obj, ref in ((tls_obj, secret), (ca_obj, ca_secret)):
+        if obj is None:
+            raise CertsError(
+                f"Secret {ref} is missing while the other one exists; restore it from a backup, "
+                "or delete both to start over with a new CA"
+            )
+    wanted = ((ca_obj, ca_secret, CA_KEY, KEY_MODE), (ca_obj, ca_secret, CA_CRT, CERT_MODE),
+              (tls_obj, secret, TLS_KEY, KEY_MODE), (tls_obj, secret, TLS_CRT, CERT_MODE))  # fmt: skip
+    files: list[tuple[Path, bytes, int]] = []
+    for obj, ref, key, mode in wanted:
+        value = ((obj or {}).get("data") or {}).get(key)
+        if not value:
+            raise CertsError(f"Secret {ref} has no {key}")
+        files.append((Path(directory) / key, base64.b64decode(value), mode))
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    # Written in the order a generation writes them, so a reader never sees a key without its CA.
+    for path, data, mode in files:
+        atomic_write(path, data, mode=mode)
+    return [path for path, _, _ in files]
 
 
 def _api_client(kubeconfig: str | os.PathLike[str] | None, context: str | None) -> Any:
@@ -273,20 +345,30 @@ class _Api:
         )
         self._call(f"patch {kind} {name}", patch, name, ops, _content_type=JSON_PATCH)
 
-    def apply_secret(self, namespace: str, name: str, data: Mapping[str, str]) -> tuple[bool, str]:
-        what = f"Secret {namespace}/{name}"
-        existing = self._call(
-            f"get {what}", self._core.read_namespaced_secret, name, namespace, missing_ok=True
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._call(
+            f"get Secret {namespace}/{name}",
+            self._core.read_namespaced_secret,
+            name,
+            namespace,
+            missing_ok=True,
         )
+        return found
+
+    def apply_secret(
+        self, namespace: str, name: str, data: Mapping[str, str], secret_type: str = SECRET_TYPE_TLS
+    ) -> tuple[bool, str]:
+        what = f"Secret {namespace}/{name}"
+        existing = self.get_secret(namespace, name)
         if existing is None:
             self._call(
                 f"create {what}",
                 self._core.create_namespaced_secret,
                 namespace,
-                tls_secret(namespace, name, data),
+                tls_secret(namespace, name, data, secret_type),
             )
             return True, f"{what}: created"
-        patch = secret_data_patch(existing, data)
+        patch = secret_data_patch(existing, data, secret_type)
         if patch is None:
             return False, f"{what}: already up to date"
         self._call(

@@ -8,6 +8,7 @@ which the caller (webhook, CLI, test fixture) provides.
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,7 +221,7 @@ class Lookup(Protocol):
 
     def list(
         self, rtype: ResourceType, namespace: str = "", labels: Mapping[str, str] | None = None
-    ) -> list[Object]:
+    ) -> builtins.list[Object]:
         """Objects of that type (in that namespace, when given) whose labels include ``labels``."""
         ...
 
@@ -248,7 +249,7 @@ class StaticLookup:
 
     def list(
         self, rtype: ResourceType, namespace: str = "", labels: Mapping[str, str] | None = None
-    ) -> list[Object]:
+    ) -> builtins.list[Object]:
         found = []
         for obj in self._objects:
             meta = obj.get("metadata") or {}
@@ -305,7 +306,7 @@ class PolicyRequest:
         return self.request.get("namespace", "")
 
 
-PolicyFunc = Callable[[PolicyRequest], "Verdict | None"]
+PolicyFunc = Callable[[PolicyRequest], Verdict | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ module (``kcp_tmc.testing.admission``) codes against it.  The contract:
 
 from __future__ import annotations
 
+import builtins
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
@@ -112,6 +114,14 @@ class AdmissionResult(NamedTuple):
     warnings: Sequence[str] = ()
 
 
+# The constructor NamedTuple generates has no module globals, so its string annotations (this module
+# postpones them) cannot be resolved by documentation tools; give it the resolved ones.
+AdmissionResult.__new__.__annotations__ = {
+    **typing.get_type_hints(AdmissionResult),
+    "return": AdmissionResult,
+}
+
+
 class StoreReader(Protocol):
     """Read access to the fake server's store, by group, version and plural.
 
@@ -123,7 +133,9 @@ class StoreReader(Protocol):
         """One object, or ``None`` when it does not exist."""
         ...
 
-    def list(self, group: str, version: str, resource: str, namespace: str | None = None) -> list[Object]:
+    def list(
+        self, group: str, version: str, resource: str, namespace: str | None = None
+    ) -> builtins.list[Object]:
         """All objects of a resource, optionally in one namespace."""
         ...
 

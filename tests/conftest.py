@@ -11,6 +11,7 @@ seed, so that a landing is judged on the examples a developer ran too.
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("kcp-tmc", deadline=None)
@@ -18,3 +19,23 @@ settings.register_profile("kcp-tmc-ci", deadline=None, derandomize=True, print_b
 settings.load_profile("kcp-tmc-ci" if os.environ.get("CI") else "kcp-tmc")
 
 pytest_plugins = ["kcp_tmc.policies.testing"]
+
+
+#: The suites that run several components together, for ``make test-integration`` (which adds the
+#: ``realapi`` ones); ``make test`` runs them too.
+INTEGRATION = (
+    "tests/test_packaging.py",
+    "tests/test_user_story.py",
+    "tests/test_users_day.py",
+    "tests/charts/",
+    "tests/conformance/",
+    "tests/reconcilers/test_reconciler_cluster_e2e.py",
+    "tests/reconcilers/test_reconciler_synctarget_e2e.py",
+    "tests/reconcilers/test_reconciler_leader_election.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid.startswith(INTEGRATION):
+            item.add_marker(pytest.mark.integration)

@@ -15,6 +15,7 @@ here as it would for a user, offline and without downloading anything.
 
 from __future__ import annotations
 
+import base64
 import configparser
 import json
 import os
@@ -64,7 +65,17 @@ def _package_data() -> dict[str, list[str]]:
 
 
 # Caches, environments and build output: nothing a build reads.
-_SKIP_TOP = {".venv", ".git", ".mypy_cache", ".hypothesis", ".pytest_cache", ".ruff_cache", "build", "dist"}
+_SKIP_TOP = {
+    ".venv",
+    ".git",
+    ".mypy_cache",
+    ".hypothesis",
+    ".pytest_cache",
+    ".ruff_cache",
+    "build",
+    "dist",
+    ".lower-bounds",
+}
 _SKIP_ANYWHERE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".coverage*")
 
 
@@ -125,7 +136,7 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         _run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip()
     )
     for dist in runtime_closure(wheel):
-        _link_distribution(dist, site)
+        _link_distribution(_substitute(dist), site)
     return root
 
 
@@ -159,6 +170,21 @@ def runtime_closure(wheel: Path) -> list[metadata.Distribution]:
             for asked in new:
                 queue.append((Requirement(line), asked))
     return list(found.values())
+
+
+#: A folder holding other versions of some runtime dependencies (``pip install --target``), used in
+#: their place: ``make test-lower-bounds`` puts the lowest versions ``setup.cfg`` allows there.
+LOWER_BOUNDS = os.environ.get("KCP_TMC_LOWER_BOUNDS", "")
+
+
+def _substitute(dist: metadata.Distribution) -> metadata.Distribution:
+    if not LOWER_BOUNDS:
+        return dist
+    name = canonicalize_name(dist.metadata["Name"])
+    for other in metadata.distributions(path=[str(Path(LOWER_BOUNDS).resolve())]):
+        if canonicalize_name(other.metadata["Name"]) == name:
+            return other
+    return dist
 
 
 def _link_distribution(dist: metadata.Distribution, site: Path) -> None:
@@ -312,3 +338,107 @@ def test_the_installed_test_kit_serves_on_aiohttp(venv: Path, tmp_path: Path) ->
     result = _run([str(venv / "bin" / "python"), "-c", probe], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [201, ["c"]]
+
+
+def _venv_version(venv: Path, distribution: str) -> str:
+    probe = f"from importlib.metadata import version; print(version({distribution!r}))"
+    return _run([str(venv / "bin" / "python"), "-c", probe]).stdout.strip()
+
+
+@pytest.mark.slow
+def test_the_venv_runs_the_gunicorn_the_range_allows(venv: Path, wheel: Path) -> None:
+    (declared,) = [Requirement(r) for r in _declared(wheel) if Requirement(r).name == "gunicorn"]
+    installed = _venv_version(venv, "gunicorn")
+    assert installed in declared.specifier
+    if LOWER_BOUNDS:
+        # make test-lower-bounds: the lowest version the range admits is the one under test.
+        lowest = min(str(s.version) for s in declared.specifier if s.operator == ">=")
+        assert installed == lowest, (installed, str(declared.specifier))
+
+
+@pytest.mark.slow
+def test_the_installed_certs_cli_generates_checks_rotates_and_prints_the_bundle(
+    venv: Path, tmp_path: Path
+) -> None:
+    certs = str(venv / "bin" / "tmc-certs")
+    out = tmp_path / "certs"
+    made = _run(
+        [certs, "generate", "--service", "tmc-webhook", "--namespace", "tmc-system", "--out", str(out)]
+    )
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["ca.crt", "ca.key", "tls.crt", "tls.key"]
+    checked = _run([certs, "check", str(out)])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count(" ok") == 2, checked.stdout
+    before = (out / "tls.crt").read_bytes()
+    rotated = _run([certs, "rotate", "--force", str(out)])
+    assert rotated.returncode == 0, rotated.stderr
+    assert (out / "tls.crt").read_bytes() != before
+    bundle = _run([certs, "ca-bundle", str(out)])
+    assert bundle.returncode == 0, bundle.stderr
+    assert base64.b64decode(bundle.stdout.strip()) == (out / "ca.crt").read_bytes()
+    refused = _run(
+        [certs, "generate", "--service", "tmc-webhook", "--namespace", "tmc-system", "--out", str(out)]
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("tmc-certs: error: ")
+
+
+@pytest.mark.slow
+def test_the_installed_policy_cli_evaluates_a_review(venv: Path, tmp_path: Path) -> None:
+    policy = str(venv / "bin" / "tmc-policy")
+    allowed = _run([policy, "evaluate", str(REPO / "examples" / "reviews" / "synctarget-create.json")])
+    assert allowed.returncode == 0, allowed.stderr
+    assert json.loads(allowed.stdout)["response"]["allowed"] is True
+    denied = _run([policy, "evaluate", str(REPO / "examples" / "objects" / "synctarget-invalid.yaml")])
+    assert denied.returncode == 1, denied.stdout + denied.stderr
+    answer = json.loads(denied.stdout)["response"]
+    assert answer["allowed"] is False
+    assert "[synctarget-validation]" in answer["status"]["message"]
+    suites = _run([policy, "test", str(REPO / "examples" / "suites")], cwd=tmp_path)
+    assert suites.returncode == 0, suites.stdout + suites.stderr
+
+
+@pytest.mark.slow
+def test_the_installed_reconciler_runs_a_cycle_against_the_fake_server(venv: Path, tmp_path: Path) -> None:
+    from kcp_tmc.reconcilers.client import KubeClient
+    from kcp_tmc.reconcilers.resources import SYNCTARGETS
+    from kcp_tmc.testing import FakeAPIServer
+    from tests.reconcilers.reconciler_processes import crds, wait_for
+    from tests.reconcilers.test_reconciler_synctarget_e2e import create_target, now_text
+
+    with FakeAPIServer() as api, KubeClient.from_kubeconfig_file(api.kubeconfig_path, timeout=5.0) as kube:
+        for crd in crds():
+            api.install_crd(crd)
+        create_target(kube, "eu-1", heartbeat=now_text())
+        log_path = tmp_path / "reconciler.log"
+        env = {"PATH": os.environ["PATH"], "PYTHONNOUSERSITE": "1", "PYTHONUNBUFFERED": "1"}
+        with log_path.open("w") as log:
+            process = subprocess.Popen(
+                [str(venv / "bin" / "tmc-reconciler"), "--kubeconfig", api.kubeconfig_path,
+                 "--metrics-bind=127.0.0.1:0", "--poll-interval=300ms", "--leader-elect",
+                 "--leader-elect-namespace=default", "--shard", "root=https://shard-1.example:6443/"],
+                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log, env=env,
+            )  # fmt: skip
+            try:
+
+                def ready() -> bool:
+                    assert process.poll() is None, log_path.read_text()
+                    st = kube.get(SYNCTARGETS, "eu-1")
+                    conditions = st.get("status", {}).get("conditions", [])
+                    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+                wait_for(ready, 60, f"no Ready SyncTarget: {log_path.read_text()}", interval=0.1)
+                lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+                port = next(line["metrics_port"] for line in lines if line.get("message") == "started")
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+                    assert response.status == 200
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                    assert b"tmc_reconciler" in response.read()
+            finally:
+                process.terminate()
+                code = process.wait(timeout=30)
+        st = kube.get(SYNCTARGETS, "eu-1")
+    assert code == 0, log_path.read_text()
+    assert st["status"]["virtualWorkspaces"][0]["syncerURL"].startswith("https://shard-1.example:6443/")
+    assert json.loads(log_path.read_text().splitlines()[-1])["message"] == "stopped"

@@ -310,7 +310,7 @@ def test_inject_needs_something_to_do(
     _refused(
         ["inject", str(cert_dir.directory)],
         cert_dir.directory,
-        "nothing to do: give --webhook-configuration and/or --secret",
+        "nothing to do: give --webhook-configuration, --secret and/or --ca-secret",
         capsys,
         snapshot,
     )

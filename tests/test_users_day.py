@@ -1,0 +1,395 @@
+"""A user's whole day with the chart, on the fake API server and (``realapi``) on real kube-apiservers.
+
+Install: the CRDs, the ``kubernetes`` export and the webhook configurations are the ones
+``helm template`` renders, applied with kubectl; there is no kubelet, so the webhook and the
+reconciler run as local processes started with the arguments of the rendered Deployments, and the
+configurations' ``clientConfig`` points at the local webhook by ``url``.  Then: a Cluster registered
+(a second apiserver is the physical cluster) and its SyncTarget Ready with the cluster's capacity;
+a bad SyncTarget refused with our message; the CA rolled and the serving certificate renewed, step
+by step as the renewal CronJob does it, while reviews keep coming, none failing (leaving out the
+inject after the CA roll makes hundreds of them fail); uninstall, and no webhook configuration is left.
+
+Still to add as they land: listing through the syncer virtual workspace with the syncer's token
+(virtualWorkspace.enabled), and a quota denial (quota.webhook.enabled).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from kubernetes.client import CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+
+from kcp_tmc.certs import generate_dir
+from kcp_tmc.reconcilers.client import KubeClient
+from kcp_tmc.reconcilers.resources import CLUSTERS, NAMESPACES, NODES, SECRETS, SYNCTARGETS
+from kcp_tmc.testing import FakeAPIServer
+from kcp_tmc.testing.envtest import EnvtestUnavailable, RealAPIServer
+from kcp_tmc.testing.kubectl import kubectl
+from tests.charts.chart_kit import NAMESPACE, RELEASE, find, render, tool
+from tests.reconcilers.reconciler_processes import wait_for
+
+BIN = Path(sys.executable).parent
+WEBHOOK = f"{RELEASE}-webhook"
+VALUES = ["reconciler.pollInterval=300ms", "reconciler.shards={root=https://vw.example:6443/}"]
+
+pytestmark = pytest.mark.skipif(tool("helm") is None, reason="helm is not installed: run `make kube-tools`")
+
+
+def _server(kind: str) -> Any:
+    if kind == "fake":
+        return FakeAPIServer()
+    try:
+        return RealAPIServer()
+    except EnvtestUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.realapi)])
+def clusters(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
+    """The kcp workspace's apiserver and the physical cluster's, of the same kind."""
+    with _server(request.param) as workspace, _server(request.param) as physical:
+        yield workspace, physical
+
+
+def _port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run(
+        [str(BIN / args[0]), *args[1:]], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+class Process:
+    """A console script of the venv, its output in a file; stopped with SIGTERM."""
+
+    def __init__(self, log: Path, *argv: str) -> None:
+        self.log_path = log
+        self._log = log.open("w")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [str(BIN / argv[0]), *argv[1:]], stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
+
+    def alive(self) -> None:
+        assert self.process.poll() is None, self.log_path.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=30)
+        finally:
+            self._log.close()
+
+
+def _args(manifests: list[dict[str, Any]], deployment: str) -> list[str]:
+    container = find(manifests, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0]
+    args: list[str] = container["args"]
+    return args
+
+
+def _served_certificate(port: int, ca: Path) -> x509.Certificate:
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def _node(kube: KubeClient, name: str, cpu: str, memory: str) -> None:
+    kube.create(NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+    status = {
+        "capacity": {"cpu": cpu, "memory": memory, "pods": "110"},
+        "allocatable": {"cpu": cpu, "memory": memory, "pods": "100"},
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }
+    kube.merge_patch(NODES, name, {"status": status}, subresource="status")
+
+
+class ReviewLoad:
+    """Dry-run SyncTarget creates every 20 ms (each a review) until stopped, 10,000 sent or 5 minutes."""
+
+    def __init__(self, api: Any) -> None:
+        self.sent = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._api = api
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with self._api.api_client() as client:
+            objects = CustomObjectsApi(client)
+            deadline = time.monotonic() + 300
+            while not self._stop.is_set() and self.sent < 10_000 and time.monotonic() < deadline:
+                body = {
+                    "apiVersion": "workload.kcp.io/v1alpha1",
+                    "kind": "SyncTarget",
+                    "metadata": {"name": f"load-{self.sent}"},
+                }
+                try:
+                    objects.create_cluster_custom_object(
+                        "workload.kcp.io", "v1alpha1", "synctargets", body, dry_run="All"
+                    )
+                except ApiException as exc:
+                    self.failures.append(f"{exc.status}: {exc.body}")
+                self.sent += 1
+                # Steady, not flat out: the point is reviews in flight during the renewal.
+                self._stop.wait(0.02)
+
+    def __enter__(self) -> ReviewLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+@pytest.mark.slow
+# Many short-lived processes: on two loaded cores this takes minutes, not the default two.
+@pytest.mark.timeout(360)
+def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
+    workspace, physical = clusters
+    manifests = render(*VALUES)
+    kube = KubeClient.from_kubeconfig_file(workspace.kubeconfig_path, timeout=10.0)
+    phys = KubeClient.from_kubeconfig_file(physical.kubeconfig_path, timeout=10.0)
+    processes: list[Process] = []
+    try:
+        # --- install: CRDs, the release namespace, the kubernetes export ---------------------------
+        for crd in (m for m in manifests if m["kind"] == "CustomResourceDefinition"):
+            workspace.install_crd(crd)
+        kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        exported = [m for m in manifests if m["apiVersion"].startswith("apis.kcp.io/")]
+        applied = kubectl(workspace, "apply", "-f", "-", input=yaml.safe_dump_all(exported))
+        assert applied.returncode == 0, applied.stderr
+
+        # --- the webhook, started as the Deployment starts it --------------------------------------
+        # Certificates issued three days ago for four: both have a quarter of their life left, so the
+        # day's renewal below has a CA roll to do.
+        certs = tmp_path / "certs"
+        issued = datetime.now(UTC) - timedelta(days=3)
+        generate_dir(certs, service=WEBHOOK, namespace=NAMESPACE, ips=["127.0.0.1"], ca_days=4,
+                     serving_days=4, now=issued)  # fmt: skip
+        port = _port()
+        local = {
+            "--bind": f"127.0.0.1:{port}",
+            "--cert-file": str(certs / "tls.crt"),
+            "--key-file": str(certs / "tls.key"),
+            "--metrics-dir": str(tmp_path / "metrics"),
+            "--workers": "1",
+        }
+        args = [
+            a if a.split("=")[0] not in local else f"{a.split('=')[0]}={local[a.split('=')[0]]}"
+            for a in _args(manifests, WEBHOOK)
+        ]
+        webhook = Process(tmp_path / "webhook.log", "tmc-webhook", *args)
+        processes.append(webhook)
+        wait_for(lambda: webhook.alive() or _reachable(port), 60, "the webhook did not start", 0.1)
+
+        # --- its configurations, as rendered, pointed at it ----------------------------------------
+        bundle = _run("tmc-certs", "ca-bundle", str(certs)).strip()
+        configurations = []
+        for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            configuration = find(manifests, kind)
+            for hook in configuration["webhooks"]:
+                path = hook["clientConfig"]["service"]["path"]
+                hook["clientConfig"] = {"url": f"https://127.0.0.1:{port}{path}", "caBundle": bundle}
+            configurations.append(configuration)
+        applied = kubectl(workspace, "apply", "-f", "-", input=yaml.safe_dump_all(configurations))
+        assert applied.returncode == 0, applied.stderr
+
+        # --- the reconciler, started as the Deployment starts it -----------------------------------
+        reconciler_args = [
+            a for a in _args(manifests, f"{RELEASE}-reconciler") if not a.startswith("--metrics-bind")
+        ]
+        reconciler = Process(
+            tmp_path / "reconciler.log",
+            "tmc-reconciler",
+            *reconciler_args,
+            "--kubeconfig",
+            workspace.kubeconfig_path,
+            "--metrics-bind=127.0.0.1:0",
+        )
+        processes.append(reconciler)
+
+        # --- register a Cluster: its SyncTarget becomes Ready with the cluster's capacity ----------
+        _node(phys, "n1", "2", "4Gi")
+        _node(phys, "n2", "500m", "1Gi")
+        kubeconfig = Path(physical.kubeconfig_path).read_bytes()
+        kube.create(
+            SECRETS,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "east-kubeconfig"},
+                "data": {"kubeconfig": _b64(kubeconfig)},
+            },
+            namespace=NAMESPACE,
+        )
+        cluster = {
+            "apiVersion": "tmc.kcp.io/v1alpha1",
+            "kind": "Cluster",
+            "metadata": {"name": "east"},
+            "spec": {
+                "syncMode": "Push",
+                "kubeconfigSecretRef": {"namespace": NAMESPACE, "name": "east-kubeconfig"},
+            },
+        }
+        created = kubectl(workspace, "apply", "-f", "-", input=json.dumps(cluster))
+        assert created.returncode == 0, created.stderr
+
+        def ready() -> dict[str, Any] | None:
+            reconciler.alive()
+            try:
+                st = kube.get(SYNCTARGETS, "east")
+            except Exception:
+                return None
+            conditions = st.get("status", {}).get("conditions", [])
+            return st if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
+
+        st = wait_for(ready, 90, "the SyncTarget did not become Ready", 0.2)
+        assert st["status"]["capacity"] == {"cpu": "2500m", "memory": "5Gi", "pods": "220"}
+        assert st["status"]["virtualWorkspaces"][0]["syncerURL"].startswith(
+            "https://vw.example:6443/services/syncer/"
+        )
+        east = kube.get(CLUSTERS, "east")
+        assert east["status"]["capacity"] == st["status"]["capacity"]
+        if isinstance(workspace, RealAPIServer):
+            # The printer columns of our CRDs (the fake server answers no Table requests).
+            table = kubectl(workspace, "get", "synctargets", "east")
+            assert table.stdout.split("\n")[0].split() == ["NAME", "READY", "KEY", "AGE"], table.stdout
+            assert table.stdout.split("\n")[1].split()[:2] == ["east", "True"]
+            table = kubectl(workspace, "get", "clusters", "east")
+            assert table.stdout.split("\n")[0].split() == [
+                "NAME",
+                "READY",
+                "MODE",
+                "SYNCTARGET",
+                "VERSION",
+                "AGE",
+            ]
+
+        # --- a bad SyncTarget is refused, with the policy, the field and the fix -------------------
+        bad = {
+            "apiVersion": "workload.kcp.io/v1alpha1",
+            "kind": "SyncTarget",
+            "metadata": {"name": "bad"},
+            "spec": {"supportedAPIExports": [{"export": "kubernetes"}, {"export": "kubernetes"}]},
+        }
+        denied = kubectl(workspace, "apply", "-f", "-", input=json.dumps(bad))
+        assert denied.returncode == 1
+        assert (
+            'admission webhook "validate.tmc.kcp.io" denied the request: [synctarget-validation] '
+            in denied.stderr
+        )
+        assert "spec.supportedAPIExports[1]: Duplicate value" in denied.stderr
+
+        # --- the CA rolled and the serving certificate renewed while reviews keep coming ----------
+        # What the renewal CronJob does over its runs, here in a row: each step served and trusted
+        # before the next, and not one review failing.
+        old_ca = x509.load_pem_x509_certificate((certs / "ca.crt").read_bytes())
+        inject = ["tmc-certs", "inject", str(certs), "--webhook-configuration", RELEASE,
+                  "--kubeconfig", workspace.kubeconfig_path]  # fmt: skip
+        with ReviewLoad(workspace) as load:
+            wait_for(lambda: load.sent >= 20, 60, "no reviews under load", 0.05)
+            # 1. The CA is due: a new CA joins the bundle; the serving certificate is renewed by the
+            #    outgoing CA, which the API server trusts already.
+            assert "rolled CA: " in _run("tmc-certs", "rotate", str(certs))
+            assert len(_bundle(certs)) == 2
+            _run(*inject)
+            _serving_what_is_on_disk(port, certs, load)
+            # The API server watches configurations; give it time to see the new bundle (the
+            # CronJob leaves a day between these steps).
+            time.sleep(3 if isinstance(workspace, RealAPIServer) else 0)
+            # 2. The serving certificate, now signed by the new CA.
+            _run("tmc-certs", "rotate", "--force", str(certs))
+            served = _serving_what_is_on_disk(port, certs, load)
+            assert served.issuer == _bundle(certs)[0].subject != old_ca.subject
+            # 3. The old CA leaves the bundle.
+            _run("tmc-certs", "rotate", str(certs))
+            assert [ca.subject for ca in _bundle(certs)] == [served.issuer]
+            _run(*inject)
+            sent = load.sent
+            wait_for(lambda: load.sent >= sent + 20, 60, "no reviews after the roll", 0.05)
+        assert load.failures == []
+        for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+            stored = kube.get_json(f"/apis/admissionregistration.k8s.io/v1/{kind}/{RELEASE}")
+            bundles = {hook["clientConfig"]["caBundle"] for hook in stored["webhooks"]}
+            assert bundles == {base64.b64encode((certs / "ca.crt").read_bytes()).decode()}
+
+        # --- uninstall: what the release owns goes, and no configuration is left to call -----------
+        deleted = kubectl(workspace, "delete", "-f", "-", input=yaml.safe_dump_all(configurations + exported))
+        assert deleted.returncode == 0, deleted.stderr
+        for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+            left = kube.get_json(f"/apis/admissionregistration.k8s.io/v1/{plural}")["items"]
+            assert [c["metadata"]["name"] for c in left] == []
+        webhook.stop()
+        # With the webhook gone, nothing it guarded is blocked.
+        after = {
+            "apiVersion": "workload.kcp.io/v1alpha1",
+            "kind": "SyncTarget",
+            "metadata": {"name": "after"},
+        }
+        created = kubectl(workspace, "apply", "-f", "-", input=json.dumps(after))
+        assert created.returncode == 0, created.stderr
+    finally:
+        for process in processes:
+            process.stop()
+        kube.close()
+        phys.close()
+
+
+def _bundle(certs: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates((certs / "ca.crt").read_bytes())
+
+
+def _serving_what_is_on_disk(port: int, certs: Path, load: ReviewLoad) -> x509.Certificate:
+    """Waits until the webhook serves ``tls.crt`` and 10 more reviews went through; returns it."""
+    wanted = (certs / "tls.crt").read_bytes()
+
+    def served() -> x509.Certificate | None:
+        cert = _served_certificate(port, certs / "ca.crt")
+        return cert if cert.public_bytes(Encoding.PEM) == wanted else None
+
+    cert: x509.Certificate = wait_for(served, 60, "the webhook did not load the new certificate", 0.2)
+    sent = load.sent
+    wait_for(lambda: load.sent >= sent + 10, 60, "no reviews after the reload", 0.05)
+    return cert
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
