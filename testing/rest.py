@@ -201,7 +201,8 @@ class Rest:
         if verb == "get":
             return Reply(200, self._served(info, self._existing(call)))
         if verb == "list":
-            return Reply(200, self.list_objects(call))
+            # The reply is encoded and sent, never changed: its items may share what the store holds.
+            return Reply(200, self.list_objects(call, shared=True))
         if verb == "create":
             return self.create(call)
         if verb == "update":
@@ -240,8 +241,10 @@ class Rest:
                 raise errors.not_found(call.info.group, call.info.plural, call.name)
             return copy.deepcopy(obj)
 
-    def _served(self, info: ResourceInfo, obj: Object, in_list: bool = False) -> Object:
-        out = copy.deepcopy(obj)
+    def _served(self, info: ResourceInfo, obj: Object, in_list: bool = False, shared: bool = False) -> Object:
+        # ``shared``: a shallow copy.  Safe only for a reply that is encoded and not changed, because the
+        # store never changes an object in place once committed (every write commits a new one).
+        out = dict(obj) if shared else copy.deepcopy(obj)
         if in_list and not info.custom:
             out.pop("apiVersion", None)
             out.pop("kind", None)
@@ -976,8 +979,11 @@ class Rest:
             raise errors.bad_request(str(exc)) from exc
         return labels, fields
 
-    def list_objects(self, call: Call) -> Object:
-        """GET on a collection: items in key order, with ``limit``/``continue`` pagination."""
+    def list_objects(self, call: Call, shared: bool = False) -> Object:
+        """GET on a collection: items in key order, with ``limit``/``continue`` pagination.
+
+        ``shared`` items are shallow copies of the stored objects, for a reply that is only encoded.
+        """
         info = call.info
         labels, fields = self.selectors(call)
         limit = 0
@@ -1010,7 +1016,8 @@ class Rest:
                     continue
                 if labels.matches(meta.get("labels") or {}) and fields.matches(obj):
                     matching.append(obj)
-            items = [self._served(info, o, in_list=True) for o in (matching[:limit] if limit else matching)]
+            page = matching[:limit] if limit else matching
+            items = [self._served(info, o, in_list=True, shared=shared) for o in page]
         list_meta: Object = {"resourceVersion": str(rv)}
         if limit and len(matching) > limit:
             last = items[-1]["metadata"]
