@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="longest pause inside a request body (default: 10)",
     )
     p.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        default=30.0,
+        help="a request's headers and body must arrive within this time of its first byte (default: 30)",
+    )
+    p.add_argument(
         "--max-connections",
         type=_positive_int,
         default=4096,
@@ -227,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             handshake_timeout=args.handshake_timeout,
             header_timeout=args.header_timeout,
             body_timeout=args.body_timeout,
+            read_timeout=args.read_timeout,
         )
         options: dict[str, Any] = {
             "bind": [args.bind],
