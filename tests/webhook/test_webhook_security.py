@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
 import stat
@@ -112,15 +111,19 @@ def _modes(directory: Path) -> dict[str, int]:
     return {p.name: stat.S_IMODE(p.stat().st_mode) for p in sorted(directory.iterdir()) if p.is_file()}
 
 
+UMASK_0_TMC_CERTS = (
+    "import os, sys; os.umask(0); from kcp_tmc.certs.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 def _tmc_certs(*args: str) -> subprocess.CompletedProcess[str]:
     """``tmc-certs`` run with umask 0, so that only the tool's own modes protect the keys."""
     return subprocess.run(
-        [str(Path(sys.executable).parent / "tmc-certs"), *args],
+        [sys.executable, "-c", UMASK_0_TMC_CERTS, *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        preexec_fn=lambda: os.umask(0),  # noqa: PLW1509 - no threads are started in between
     )
 
 
