@@ -28,7 +28,7 @@ from kcp_tmc.reconcilers.resources import CLUSTERS, SECRETS, SYNCTARGETS
 from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.webhook import serve_webhook
 from tests.reconcilers.reconciler_processes import Reconciler, crds, wait_for
-from tests.webhook.test_webhook_abuse import read_response, request
+from tests.webhook.load import read_response, request
 from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow

@@ -22,6 +22,7 @@ import pytest
 
 from kcp_tmc.certs.generate import generate_dir
 from tests.procstats import usage
+from tests.webhook.load import read_response, request
 from tests.webhook.webhook_helpers import (
     NAMESPACE,
     SERVER_NAME,
@@ -66,32 +67,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     yield srv
     stop_server(srv)
-
-
-def request(path: str, body: bytes, headers: str = "Content-Type: application/json\r\n") -> bytes:
-    return f"POST {path} HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: {len(body)}\r\n\r\n".encode() + body
-
-
-def read_response(tls: ssl.SSLSocket, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """One response read off ``tls``: status, headers (lower-case names), body by Content-Length."""
-    data = b""
-    deadline = time.monotonic() + timeout
-    while b"\r\n\r\n" not in data:
-        assert time.monotonic() < deadline, data
-        chunk = tls.recv(65536)
-        assert chunk, f"the server closed before answering: {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        assert time.monotonic() < deadline
-        chunk = tls.recv(65536)
-        assert chunk, "the server closed inside the body"
-        body += chunk
-    return status, headers, body[:length]
 
 
 def refused_with(answer: tuple[int, dict[str, str], bytes], code: int, message: str) -> None:
