@@ -15,7 +15,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -428,7 +427,7 @@ def test_a_body_trickled_forever_is_cut_off_at_the_read_timeout(server: Server) 
                 s.close()
 
 
-def test_the_log_names_no_abuse_as_an_internal_error(server: Server, tmp_path: Path) -> None:
+def test_the_log_names_no_abuse_as_an_internal_error(server: Server) -> None:
     """After all of the above on this server: no traceback, no 5xx in its log."""
     # Under xdist this may run first; send one of each bad body so that the log has something to judge.
     with server.connect() as tls:

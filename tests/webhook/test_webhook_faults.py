@@ -136,6 +136,7 @@ def test_a_killed_worker_fails_only_its_in_flight_requests(make_server: object, 
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(900)
 def test_twenty_worker_kills_under_load(make_server: object) -> None:
     server = make_server(2)  # type: ignore[operator]
     threads = 6
@@ -263,6 +264,7 @@ def test_serving_certificate_and_ca_rotated_under_load(make_server: object, tmp_
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(900)
 def test_ten_serving_rotations_and_a_ca_roll_under_heavy_load(make_server: object, tmp_path: Path) -> None:
     certs = ca_due_certs(tmp_path)
     server = make_server(2, certs)  # type: ignore[operator]
