@@ -13,10 +13,10 @@ apiserver's deadline; ``json.dumps`` the answer once.  No copies of the object, 
 Bad input gets a ``metav1.Status``-shaped JSON body: 400 (not JSON, not an AdmissionReview, no
 ``request.uid``), 413 (body over the limit, refused from ``Content-Length`` before reading it),
 415 (content type), 404 (unknown policy), 405 (not POST), 408 (the body did not arrive within the
-server's read deadline).  Once the uid is known the answer is
-always a well-formed review with HTTP 200: an ill-typed field is a denial with code 400, and an
-unexpected error of this server a denial with code 500 (never an HTTP 5xx, which the apiserver
-would hand to ``failurePolicy``; a bug fails closed, as kopf and Gatekeeper do).
+server's read deadline).  Once the uid is known the answer is always a well-formed review with
+HTTP 200: an ill-typed field is a denial with code 400, and an unexpected error of this server a
+denial with code 500 (never an HTTP 5xx, which the apiserver would hand to ``failurePolicy``; a
+bug fails closed, as kopf and Gatekeeper do).
 """
 
 from __future__ import annotations
