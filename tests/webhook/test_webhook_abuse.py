@@ -376,21 +376,36 @@ def test_truncated_tls_handshakes_are_closed(server: Server) -> None:
             assert closed_by_server(sock, within=2)
 
 
+def open_and_trickle(
+    server: Server, count: int, head: bytes, byte: bytes, seconds: float, every: float
+) -> list[ssl.SSLSocket]:
+    """``count`` TLS connections that send ``head``, then ``byte`` each every ``every`` s for ``seconds``."""
+    socks: list[ssl.SSLSocket] = []
+    try:
+        for _ in range(count):
+            tls = server.connect(timeout=10)
+            tls.sendall(head)
+            socks.append(tls)
+        opened = time.monotonic()
+        while time.monotonic() - opened < seconds:
+            for tls in socks:
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    tls.send(byte)
+            time.sleep(every)
+    except BaseException:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
 def test_500_slow_loris_connections_are_cut_off_and_delay_nothing(server: Server) -> None:
     with watched(server, "500 slow-loris connections") as probe:
-        loris: list[ssl.SSLSocket] = []
+        # A partial request line, then a header byte on each, for longer than the header timeout allows.
+        loris = open_and_trickle(
+            server, 500, b"POST /validate HTTP/1.1\r\nHost: x\r\n", b"X", HEADER_TIMEOUT + 1, 0.25
+        )
         try:
-            for _ in range(500):
-                tls = server.connect(timeout=10)
-                tls.sendall(b"POST /validate HTTP/1.1\r\nHost: x\r\n")
-                loris.append(tls)
-            # Trickle a header byte on each, for longer than the header timeout allows.
-            opened = time.monotonic()
-            while time.monotonic() - opened < HEADER_TIMEOUT + 1:
-                for tls in loris:
-                    with contextlib.suppress(OSError, ssl.SSLError):
-                        tls.send(b"X")
-                time.sleep(0.25)
             closed = sum(closed_by_server(s, within=3) for s in loris)
             assert closed == len(loris)
         finally:
@@ -401,22 +416,13 @@ def test_500_slow_loris_connections_are_cut_off_and_delay_nothing(server: Server
 
 def test_a_body_trickled_forever_is_cut_off_at_the_read_timeout(server: Server) -> None:
     """Slow POST: each byte within the per-read timeout, the whole body never; the read deadline ends it."""
+    head = (
+        b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n{"
+    )
     with watched(server, "50 slow-body connections"):
-        slow: list[ssl.SSLSocket] = []
+        slow = open_and_trickle(server, 50, head, b" ", READ_TIMEOUT + 1, 0.5)
         try:
-            for _ in range(50):
-                tls = server.connect(timeout=10)
-                tls.sendall(
-                    b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 100000\r\n\r\n{"
-                )
-                slow.append(tls)
-            opened = time.monotonic()
-            while time.monotonic() - opened < READ_TIMEOUT + 1:
-                for tls in slow:
-                    with contextlib.suppress(OSError, ssl.SSLError):
-                        tls.send(b" ")
-                time.sleep(0.5)
             for tls in slow:
                 refused_with(
                     read_response(tls),

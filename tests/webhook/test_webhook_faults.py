@@ -244,44 +244,44 @@ def ca_due_certs(tmp_path: Path) -> Path:
     return certs
 
 
-def test_serving_certificate_and_ca_rotated_under_load(make_server: object, tmp_path: Path) -> None:
+def rotate_under_load(
+    make_server: object, tmp_path: Path, name: str, *, threads: int, reconnect_every: int, renewals: int
+) -> Load:
+    """A CA roll, then ``renewals`` forced renewals, under a load that trusts the injected bundle."""
     certs = ca_due_certs(tmp_path)
     server = make_server(2, certs)  # type: ignore[operator]
     trust = Trust(certs)
-    # A new connection (a new handshake) every 5 requests, each trusting the bundle of that moment.
-    with Load(server.port, trust.context, threads=4, duration=60, reconnect_every=5) as load:
+    with Load(
+        server.port, trust.context, threads=threads, duration=300, reconnect_every=reconnect_every
+    ) as load:
         time.sleep(1.0)
         roll_ca_under_load(server, trust, certs)
+        for _ in range(renewals):
+            tmc_certs("rotate", str(certs), "--force")
+            time.sleep(1.2)
         time.sleep(1.5)
     failures = load.failures()
     handshakes = len({(s.thread, s.opened) for s in load.shots})
-    print(
-        f"\n[faults] CA roll under load: {len(load.shots)} requests, {handshakes} handshakes, "
-        f"{len(failures)} failed"
+    print(f"\n[faults] {name}: {len(load.shots)} requests, {handshakes} handshakes, {len(failures)} failed")
+    return load
+
+
+def test_serving_certificate_and_ca_rotated_under_load(make_server: object, tmp_path: Path) -> None:
+    # A new connection (a new handshake) every 5 requests, each trusting the bundle of that moment.
+    load = rotate_under_load(
+        make_server, tmp_path, "CA roll under load", threads=4, reconnect_every=5, renewals=0
     )
-    assert failures == [], failures[:5]
+    assert load.failures() == [], load.failures()[:5]
     assert len(load.shots) > 100
 
 
 @pytest.mark.chaos
 @pytest.mark.timeout(900)
 def test_ten_serving_rotations_and_a_ca_roll_under_heavy_load(make_server: object, tmp_path: Path) -> None:
-    certs = ca_due_certs(tmp_path)
-    server = make_server(2, certs)  # type: ignore[operator]
-    trust = Trust(certs)
-    with Load(server.port, trust.context, threads=8, duration=300, reconnect_every=2) as load:
-        time.sleep(1.0)
-        roll_ca_under_load(server, trust, certs)
-        for _ in range(10):
-            tmc_certs("rotate", str(certs), "--force")
-            time.sleep(1.2)
-    failures = load.failures()
-    handshakes = len({(s.thread, s.opened) for s in load.shots})
-    print(
-        f"\n[faults] 10 rotations + CA roll: {len(load.shots)} requests, {handshakes} handshakes, "
-        f"{len(failures)} failed"
+    load = rotate_under_load(
+        make_server, tmp_path, "CA roll and 10 renewals", threads=8, reconnect_every=2, renewals=10
     )
-    assert failures == [], failures[:5]
+    assert load.failures() == [], load.failures()[:5]
 
 
 def test_a_bundle_of_only_the_new_ca_too_early_is_refused(make_server: object, tmp_path: Path) -> None:
