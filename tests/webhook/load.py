@@ -68,7 +68,7 @@ MIX: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = [
     ("/validate?timeout=10s", "synctarget-create.json", lambda r: r["allowed"] is True),
     ("/mutate?timeout=10s", "synctarget-create.json", lambda r: r.get("patchType") == "JSONPatch"),
     ("/validate?timeout=10s", "synctarget-create-invalid.json", lambda r: r["allowed"] is False),
-    ("/validate?timeout=10s", "configmap-create-unknown-kind.json", lambda r: r["allowed"] is True),
+    ("/validate?timeout=10s", "service-create-unknown-kind.json", lambda r: r["allowed"] is True),
     ("/validate?timeout=10s", "synctarget-delete-protected.json", lambda r: "allowed" in r),
 ]
 
