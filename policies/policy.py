@@ -294,10 +294,11 @@ class PolicyRequest:
     def name(self) -> str:
         """The object's name (from the object, else from the request)."""
         for obj in (self.object, self.old_object):
-            if obj:
-                name = (obj.get("metadata") or {}).get("name")
-                if name:
-                    return str(name)
+            # Policies see the object before any schema check: metadata may be of any type.
+            metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+            name = metadata.get("name") if isinstance(metadata, Mapping) else None
+            if name:
+                return str(name)
         return self.request.get("name", "")
 
     @property

@@ -32,6 +32,7 @@ from kubernetes import config as _k8s_config
 from kubernetes.config.config_exception import ConfigException
 
 from kcp_tmc.policies.kinds import api_version_of, group_resource_of
+from kcp_tmc.policies.yamlfiles import yaml_problem
 from kcp_tmc.reconcilers.gcpause import paused_gc
 
 # The kubernetes package is only partly typed; treat it as untyped at this one boundary.
@@ -78,6 +79,18 @@ class Unreachable(Exception):
 
 class InvalidKubeconfig(Exception):
     """The kubeconfig cannot be parsed or names no usable cluster."""
+
+
+def _yaml_reason(exc: Exception) -> str:
+    """Why a kubeconfig does not parse, by line, never quoting it.
+
+    PyYAML's own message prints the offending line, and in a kubeconfig that line is often the
+    one with the token or the client key: the reason ends in logs and in a Cluster's status.
+    """
+    if isinstance(exc, yaml.MarkedYAMLError):
+        line, problem = yaml_problem(exc)
+        return f"line {line}: {problem}" if line is not None else problem
+    return str(exc)
 
 
 @dataclass(frozen=True)
@@ -154,7 +167,7 @@ class KubeClient:
             with open(path, encoding="utf-8") as handle:
                 data = yaml.safe_load(handle)
         except (OSError, yaml.YAMLError) as exc:
-            raise InvalidKubeconfig(f"{path}: {exc}") from exc
+            raise InvalidKubeconfig(f"{path}: {_yaml_reason(exc)}") from exc
         if not isinstance(data, Mapping):
             raise InvalidKubeconfig(f"{path}: not a kubeconfig mapping")
         return cls(_configuration_from_dict(data, context), timeout=timeout)
@@ -165,7 +178,7 @@ class KubeClient:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise InvalidKubeconfig(f"cannot parse kubeconfig: {exc}") from exc
+            raise InvalidKubeconfig(f"cannot parse kubeconfig: {_yaml_reason(exc)}") from exc
         if not isinstance(data, Mapping):
             raise InvalidKubeconfig("kubeconfig is not a mapping")
         return cls(_configuration_from_dict(data), timeout=timeout)

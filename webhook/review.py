@@ -12,10 +12,11 @@ apiserver's deadline; ``json.dumps`` the answer once.  No copies of the object, 
 
 Bad input gets a ``metav1.Status``-shaped JSON body: 400 (not JSON, not an AdmissionReview, no
 ``request.uid``), 413 (body over the limit, refused from ``Content-Length`` before reading it),
-415 (content type), 404 (unknown policy), 405 (not POST).  Once the uid is known the answer is
-always a well-formed review with HTTP 200: an ill-typed field is a denial with code 400, and an
-unexpected error of this server a denial with code 500 (never an HTTP 5xx, which the apiserver
-would hand to ``failurePolicy``; a bug fails closed, as kopf and Gatekeeper do).
+415 (content type), 404 (unknown policy), 405 (not POST), 408 (the body did not arrive within the
+server's read deadline).  Once the uid is known the answer is always a well-formed review with
+HTTP 200: an ill-typed field is a denial with code 400, and an unexpected error of this server a
+denial with code 500 (never an HTTP 5xx, which the apiserver would hand to ``failurePolicy``; a
+bug fails closed, as kopf and Gatekeeper do).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from kcp_tmc.policies.timefmt import parse_go_duration_ns
 from kcp_tmc.webhook.logs import review_log
 from kcp_tmc.webhook.metrics import Metrics
 
-__all__ = ["ReviewDispatcher", "ReviewService", "blueprint", "parse_timeout"]
+__all__ = ["BodyTimeout", "ReviewDispatcher", "ReviewService", "blueprint", "parse_timeout"]
 
 log = logging.getLogger("kcp_tmc.webhook")
 
@@ -52,6 +53,7 @@ _STATUS_LINE = {
     400: "400 Bad Request",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
+    408: "408 Request Timeout",
     413: "413 Content Too Large",
     415: "415 Unsupported Media Type",
 }
@@ -59,6 +61,7 @@ _REASON = {
     400: "BadRequest",
     404: "NotFound",
     405: "MethodNotAllowed",
+    408: "Timeout",
     413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
     500: "InternalError",
@@ -66,6 +69,10 @@ _REASON = {
 _READ_STEP = 64 * 1024
 # The rest of a refused body is never read, so the connection cannot carry another request.
 _CLOSE = [("Connection", "close")]
+
+
+class BodyTimeout(Exception):
+    """Raised by the server's ``wsgi.input`` when the body has not arrived by the read deadline."""
 
 
 def parse_timeout(query: str) -> float | None:
@@ -217,6 +224,8 @@ class ReviewService:
                     raise _Refused(413, f"the body is over the limit of {limit} bytes", _CLOSE)
         except _Refused:
             raise
+        except BodyTimeout as exc:
+            raise _Refused(408, str(exc), _CLOSE) from None
         except Exception as exc:  # a reset, a timeout, a malformed chunk: the body is unusable
             raise _Refused(400, f"cannot read the body: {exc or type(exc).__name__}", _CLOSE) from None
 

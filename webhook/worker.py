@@ -17,6 +17,9 @@ another connection's review.  Every wait is bounded:
   must be complete within this time (the slow-loris defence, nginx's
   ``client_header_timeout``);
 * ``body_timeout``: longest wait for the next piece of a body (nginx's ``client_body_timeout``);
+* ``read_timeout``: the whole request, headers and body, must have arrived within this time of
+  its first byte; a client that trickles its body a byte at a time inside ``body_timeout`` (slow
+  POST) is answered 408 and closed when it runs out, instead of holding a connection for hours;
 * ``worker_connections``: open connections per worker; beyond it new ones wait in the backlog.
 
 Policies are not run in greenlets: without monkey-patching, the engine's deadline threads are
@@ -33,6 +36,7 @@ import os
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -45,7 +49,7 @@ from gunicorn import http
 from gunicorn.workers.ggevent import GeventWorker
 
 from kcp_tmc.webhook.app import EXTENSION
-from kcp_tmc.webhook.review import error_body
+from kcp_tmc.webhook.review import BodyTimeout, error_body
 from kcp_tmc.webhook.tls import ReloadingTLS
 
 __all__ = ["ReviewWorker"]
@@ -76,6 +80,8 @@ class ReviewWorker(GeventWorker):  # type: ignore[misc]
     handshake_timeout: float = 10.0
     header_timeout: float = 10.0
     body_timeout: float = 10.0
+    # The apiserver gives a webhook at most 30 s: a request still arriving after that has no caller.
+    read_timeout: float = 30.0
     tls_check_interval: float = 1.0
 
     tls: ReloadingTLS | None = None
@@ -101,8 +107,9 @@ class ReviewWorker(GeventWorker):  # type: ignore[misc]
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
-        self.wsgi = _honour_connection_close(self.wsgi)
         self._idle: set[Any] = set()
+        self._read_deadlines: dict[Any, float] = {}
+        self.wsgi = _honour_connection_close(self.wsgi, self._read_deadlines.get, self.read_timeout)
         # Everything loaded so far lives as long as the worker: keep it out of the collector's
         # full scans, which would otherwise add their pause to some reviews' latency.
         gc.collect()
@@ -165,10 +172,10 @@ class ReviewWorker(GeventWorker):  # type: ignore[misc]
     def _serve(self, listener: Any, client: Any, addr: Any) -> None:
         parser = http.get_parser(self.cfg, client, addr)
         listener_name = listener.getsockname()
+        me = gevent.getcurrent()
         while self.alive:
             if not _buffered(parser, client):
                 # Idle: wait for the first byte of the next request, at most the keep-alive time.
-                me = gevent.getcurrent()
                 self._idle.add(me)
                 try:
                     gsocket.wait_read(client.fileno(), timeout=self.cfg.keepalive or 2.0)
@@ -176,6 +183,7 @@ class ReviewWorker(GeventWorker):  # type: ignore[misc]
                     self._idle.discard(me)
             req = None
             client.settimeout(self.body_timeout)
+            self._read_deadlines[me] = time.monotonic() + self.read_timeout
             try:
                 with gevent.Timeout(self.header_timeout, False):
                     req = next(parser)
@@ -183,6 +191,9 @@ class ReviewWorker(GeventWorker):  # type: ignore[misc]
                 _refuse(client, exc)
                 _linger(client)
                 return
+            finally:
+                if req is None:
+                    self._read_deadlines.pop(me, None)
             if req is None:
                 return  # headers not complete in time, or the client closed cleanly
             try:
@@ -192,21 +203,63 @@ class ReviewWorker(GeventWorker):  # type: ignore[misc]
                 # read it before the socket goes away.
                 _linger(client)
                 return
+            finally:
+                self._read_deadlines.pop(me, None)
             if not parser.finish_body(deadline=time.monotonic() + self.body_timeout, max_bytes=DRAIN_LIMIT):
                 # The app left a body unread and too big to drain for keep-alive: close, gracefully.
                 _linger(client)
                 return
 
 
-def _honour_connection_close(app: Any) -> Any:
-    """Let the app close the connection with a ``Connection: close`` header.
+class _DeadlineInput:
+    """``wsgi.input`` that raises :class:`~kcp_tmc.webhook.review.BodyTimeout` past the read deadline.
+
+    The wait is cut short by a ``gevent.Timeout``: the greenlet only waits inside socket reads,
+    which is where a slow client keeps it.
+    """
+
+    def __init__(self, stream: Any, deadline: float, budget: float) -> None:
+        self._stream = stream
+        self._deadline = deadline
+        self._budget = budget
+
+    def _call(self, method: str, *args: Any) -> Any:
+        message = f"the request was not received within {self._budget:g} s; send it whole"
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise BodyTimeout(message)
+        with gevent.Timeout(left, BodyTimeout(message)):
+            return getattr(self._stream, method)(*args)
+
+    def read(self, size: int | None = None) -> bytes:
+        return self._call("read", size)  # type: ignore[no-any-return]
+
+    def readline(self, size: int | None = None) -> bytes:
+        return self._call("readline", size)  # type: ignore[no-any-return]
+
+    def readlines(self, hint: int | None = None) -> list[bytes]:
+        return self._call("readlines", hint)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+
+def _honour_connection_close(
+    app: Any, read_deadline: Callable[[Any], float | None], read_timeout: float
+) -> Any:
+    """Let the app close the connection with a ``Connection: close`` header; bound its body reads.
 
     gunicorn drops hop-by-hop headers an app sets; this asks gunicorn's response to close
-    instead, so that a refused body (413) is never read as the next request.
+    instead, so that a refused body (413) is never read as the next request.  ``read_deadline``
+    gives the current connection's deadline for the request to have arrived whole.
     """
     extensions = getattr(app, "extensions", None)
 
     def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+        deadline = read_deadline(gevent.getcurrent())
+        if deadline is not None:
+            environ["wsgi.input"] = _DeadlineInput(environ["wsgi.input"], deadline, read_timeout)
+
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             for name, value in headers:
                 if name == "Connection" and value == "close":

@@ -28,6 +28,7 @@ from kcp_tmc.policies.model import (
     annotations_of,
     namespace_of,
     parse_bool,
+    spec_of,
     status_of,
 )
 from kcp_tmc.policies.policy import FieldError, PolicyRequest, Verdict
@@ -246,7 +247,7 @@ def _lowered_below_use(overall: Mapping[str, Quantity], old: object) -> list[str
     if not isinstance(used_raw, Mapping):
         return []
     old_errs: list[FieldError] = []
-    old_overall = _resource_list((old.get("spec") or {}).get("overall"), "spec.overall", old_errs)
+    old_overall = _resource_list(spec_of(old).get("overall"), "spec.overall", old_errs)
     warnings = []
     for name, limit in sorted(overall.items()):
         try:

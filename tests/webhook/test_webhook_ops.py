@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import ssl
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -415,12 +416,45 @@ def test_connection_close_header_asks_gunicorn_to_close() -> None:
         start_response("413 Content Too Large", [("Connection", "close")])
         return [b""]
 
-    wrapped = _honour_connection_close(app)
+    wrapped = _honour_connection_close(app, {}.get, 30.0)
     assert wrapped.extensions is None  # a plain WSGI app has no Flask extensions
     resp = GunicornResponse()
     wrapped({}, resp.start_response)
     assert resp.closed
     assert resp.status == "413 Content Too Large"
+
+
+def test_body_reads_past_the_read_deadline_raise_body_timeout() -> None:
+    import gevent
+
+    from kcp_tmc.webhook.review import BodyTimeout
+    from kcp_tmc.webhook.worker import _DeadlineInput
+
+    class Slow:
+        def __init__(self) -> None:
+            self.lines = [b"line\n", b"two\n"]
+
+        def read(self, size: int | None = None) -> bytes:
+            gevent.sleep(5)  # a client that sends nothing
+            return b"late"
+
+        def readline(self, size: int | None = None) -> bytes:
+            return self.lines.pop(0) if self.lines else b""
+
+        def readlines(self, hint: int | None = None) -> list[bytes]:
+            return [b"a\n"]
+
+    message = "the request was not received within 0.2 s; send it whole"
+    started = time.monotonic()
+    with pytest.raises(BodyTimeout, match=message):
+        _DeadlineInput(Slow(), time.monotonic() + 0.2, 0.2).read(10)
+    assert time.monotonic() - started < 2
+    with pytest.raises(BodyTimeout, match="within 1 s"):
+        _DeadlineInput(Slow(), time.monotonic() - 1, 1.0).read()  # already past: no wait at all
+    fresh = _DeadlineInput(Slow(), time.monotonic() + 10, 10.0)
+    assert fresh.readline() == b"line\n"
+    assert fresh.readlines() == [b"a\n"]
+    assert list(_DeadlineInput(Slow(), time.monotonic() + 10, 10.0)) == [b"line\n", b"two\n"]
 
 
 def test_buffered_bytes_are_seen() -> None:

@@ -176,6 +176,30 @@ def test_lowering_a_limit_below_use_warns_by_how_much() -> None:
     ]
 
 
+@pytest.mark.parametrize("metadata", [["x"], "x", 7])
+def test_metadata_that_is_not_a_mapping_names_nothing(metadata: Any) -> None:
+    """Found by the review-endpoint fuzz: the request's name was read from metadata unchecked."""
+    obj = quota()
+    obj["metadata"] = metadata
+    request = build_request(FEDERATED_QUOTA, obj, obj, name="team-a")
+    assert request.name == "team-a"  # the request's name, as the apiserver sent it
+    assert messages(federatedquota_validation(request)) == []  # judged by its spec, which is valid
+
+
+@pytest.mark.parametrize("old_spec", [["x"], "x", None])
+def test_an_old_object_whose_spec_is_not_a_mapping_is_read_as_empty(old_spec: Any) -> None:
+    """Found by the review-endpoint fuzz: the old object's spec was read with ``.get`` unchecked."""
+    old = quota()
+    old["spec"] = old_spec
+    old["status"] = {"overallUsed": {"cpu": "7"}}
+    new = quota(overall={"cpu": "4"}, staticAssignments=[])
+    verdict = federatedquota_validation(build_request(FEDERATED_QUOTA, new, old))
+    assert verdict is not None and verdict.allowed
+    assert [w.split(";")[0] for w in verdict.warnings] == [
+        "spec.overall[cpu]: the new limit 4 is below current use 7 by 3"
+    ]
+
+
 @pytest.mark.parametrize(
     ("old_status", "new_overall"),
     [
