@@ -51,8 +51,22 @@ def _valid_cluster_name(name: str) -> bool:
     return bool(_CLUSTER_NAME.match(name))
 
 
-def parse_vw_path(path: str) -> VWPath:
-    """The parts of ``path``; :class:`PathRefused` when any acceptance rule fails."""
+def _check_segments(path: str, raw_path: str) -> None:
+    # The backing client normalizes dot segments, so ``namespaces/../configmaps`` would reach the
+    # cluster-wide list while being parsed here as a namespaced one: what is parsed must be what is
+    # sent.  An encoded slash would let one parsed segment carry several; an empty one means the
+    # same as none to some parsers and not to others.  Neither is in a path any client builds.
+    if "%2f" in raw_path.lower():
+        raise PathRefused(f"path {raw_path!r} has an encoded slash (%2F)")
+    inner = path[1:-1] if path.endswith("/") else path[1:]
+    for segment in inner.split("/"):
+        if segment in ("", ".", ".."):
+            raise PathRefused(f"path {path!r} has an empty, '.' or '..' segment")
+
+
+def parse_vw_path(path: str, raw_path: str | None = None) -> VWPath:
+    """The parts of ``path`` (decoded; ``raw_path`` as sent, when known); :class:`PathRefused`
+    when any acceptance rule fails."""
     for service in SERVICES:
         prefix = f"/services/{service}/"
         if path.startswith(prefix):
@@ -62,6 +76,7 @@ def parse_vw_path(path: str) -> VWPath:
     segments = path[len(prefix) :].split("/", 3)
     if len(segments) < 3 or not all(segments[:3]):
         raise PathRefused(f"path {path!r} lacks the SyncTarget cluster, name or UID")
+    _check_segments(path, path if raw_path is None else raw_path)
     target_cluster, target_name, target_uid = segments[:3]
     if not _valid_cluster_name(target_cluster):
         raise PathRefused(f"SyncTarget cluster {target_cluster!r} is not a logical-cluster name")

@@ -304,7 +304,7 @@ class VirtualWorkspace:
         # Decoded, as Go's url.Path is: clients escape the wildcard cluster as %2A.
         path = request.path
         try:
-            vw = parse_vw_path(path)
+            vw = parse_vw_path(path, request.raw_path.partition("?")[0])
             target = self.target(vw.target_cluster, vw.target_name)
             check_target(vw, target)
         except PathRefused as exc:

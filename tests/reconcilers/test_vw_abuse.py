@@ -1,0 +1,284 @@
+"""The syncer virtual workspace under abuse: borrowed tokens, path tricks, stale UIDs, leaked
+credentials and selectors that try to widen the state-label filter.
+
+Every request here is sent byte for byte as written (``http.client``; urllib3 would clean dot
+segments before they reach the server) and every answer is checked by status and message.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from collections.abc import Iterator
+from typing import Any
+from unittest import mock
+from urllib.parse import quote
+
+import pytest
+
+from kcp_tmc.policies.keys import state_label, sync_target_key
+from kcp_tmc.reconcilers.resources import SYNCTARGETS
+from tests.reconcilers.vw_env import CONFIGMAPS, SYNCER_TOKEN, VWEnv, sync_rule
+
+KEY = state_label(sync_target_key("root", "st1"))
+OTHER_KEY = state_label(sync_target_key("root", "st2"))
+
+
+def send(env: VWEnv, path: str, token: str = SYNCER_TOKEN, method: str = "GET") -> tuple[int, Any]:
+    """``path`` exactly as given, with a bearer token: the status and the decoded body."""
+    host, _, port = env.server.url.removeprefix("https://").partition(":")
+    conn = http.client.HTTPSConnection(
+        host, int(port), context=ssl.create_default_context(cafile=env.ca_path), timeout=10
+    )
+    try:
+        conn.request(method, path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+        reply = conn.getresponse()
+        data = reply.read()
+    finally:
+        conn.close()
+    return reply.status, json.loads(data) if data else None
+
+
+@pytest.fixture
+def targets(vw_env: VWEnv) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """st1 (the syncer's, with one placed, one pending and one foreign ConfigMap) and st2."""
+    st1 = vw_env.create_target()
+    st2 = vw_env.create_target("st2")
+    vw_env.wait_for_target()
+    vw_env.wait_for_target("st2")
+    vw_env.configmap("placed")
+    vw_env.configmap("pending", state="")
+    vw_env.configmap("foreign", target="st2")
+    yield st1, st2
+
+
+def base(target: dict[str, Any], cluster: str = "*") -> str:
+    meta = target["metadata"]
+    return f"/services/syncer/root/{meta['name']}/{meta['uid']}/clusters/{cluster}"
+
+
+def names(body: Any) -> list[str]:
+    return sorted(item["metadata"]["name"] for item in body["items"])
+
+
+# --- another target's token ------------------------------------------------------------------------
+
+
+def test_a_token_granted_on_one_target_is_forbidden_on_anothers_path(vw_env: VWEnv, targets) -> None:
+    _, st2 = targets
+    for suffix, verb in ((CONFIGMAPS, "list"), (CONFIGMAPS + "/foreign", "get")):
+        status, body = send(vw_env, base(st2) + suffix)
+        what = 'configmaps "foreign" is forbidden' if verb == "get" else "configmaps is forbidden"
+        assert (status, body["reason"], body["message"]) == (
+            403,
+            "Forbidden",
+            f'{what}: User "syncer" cannot {verb} resource "configmaps" in API group "" '
+            'in the namespace "default"',
+        ), suffix
+
+
+def test_one_targets_uid_on_anothers_name_is_a_uid_mismatch(vw_env: VWEnv, targets) -> None:
+    st1, st2 = targets
+    path = f"/services/syncer/root/st1/{st2['metadata']['uid']}/clusters/*" + CONFIGMAPS
+    status, body = send(vw_env, path)
+    assert (status, body["reason"], body["message"]) == (
+        404,
+        "NotFound",
+        f"sync target UID mismatch: {st1['metadata']['uid']} != {st2['metadata']['uid']}",
+    )
+
+
+# --- path traversal --------------------------------------------------------------------------------
+
+EMPTY_OR_DOT = "has an empty, '.' or '..' segment"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "message"),
+    [
+        # Each of these would have widened or moved the request once the backing client cleaned it.
+        ("/api/v1/namespaces/../configmaps", EMPTY_OR_DOT),
+        ("/api/v1/namespaces/%2E%2E/configmaps", EMPTY_OR_DOT),
+        ("/api/v1/namespaces/default/configmaps/..", EMPTY_OR_DOT),
+        ("/api/v1/namespaces/default/configmaps/%2e%2e", EMPTY_OR_DOT),
+        ("/api/v1/namespaces/default/configmaps/.", EMPTY_OR_DOT),
+        ("/api/v1/namespaces/default/configmaps/placed/../pending", EMPTY_OR_DOT),
+        ("/api/v1/namespaces/default//configmaps", EMPTY_OR_DOT),
+        ("//api/v1/namespaces/default/configmaps", EMPTY_OR_DOT),
+        ("/api/v1/namespaces/default/configmaps/x%2F..%2Fpending", "has an encoded slash (%2F)"),
+        ("/api/v1/namespaces/default/configmaps/x%2f..%2fpending", "has an encoded slash (%2F)"),
+        ("/api/v1/namespaces/default%2Fconfigmaps", "has an encoded slash (%2F)"),
+    ],
+)
+def test_traversal_inside_the_api_path_is_refused(vw_env: VWEnv, targets, suffix: str, message: str) -> None:
+    st1, _ = targets
+    path = base(st1) + suffix
+    status, body = send(vw_env, path)
+    assert (status, body["reason"]) == (404, "NotFound"), body
+    assert message in body["message"], body["message"]
+    assert body["message"].startswith("path '/services/syncer/root/st1/"), body["message"]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        # Out of the caller's own target into st2's.
+        ("/services/syncer/root/st1/{uid1}/clusters/../../st2/{uid2}/clusters/*", EMPTY_OR_DOT),
+        ("/services/syncer/root/st2/{uid2}/clusters/*/../../../st1/{uid1}/clusters/*", EMPTY_OR_DOT),
+        ("/services/syncer/root/st1/{uid1}/clusters/..%2F..%2Fst2%2F{uid2}%2Fclusters%2F*", "encoded slash"),
+        ("/services/syncer/root/st1%2F{uid1}/clusters/*", "has an encoded slash (%2F)"),
+        ("/services/syncer/root/st1/{uid1}/clusters//api", EMPTY_OR_DOT),
+        ("/services/syncer/root/st1/{uid1}/./clusters/*", EMPTY_OR_DOT),
+        ("/services/syncer/root/st1/{uid1}//clusters/*", EMPTY_OR_DOT),
+    ],
+)
+def test_traversal_across_the_workspace_prefix_is_refused(
+    vw_env: VWEnv, targets, template: str, message: str
+) -> None:
+    st1, st2 = targets
+    path = template.format(uid1=st1["metadata"]["uid"], uid2=st2["metadata"]["uid"]) + CONFIGMAPS
+    status, body = send(vw_env, path)
+    assert (status, body["reason"]) == (404, "NotFound"), body
+    assert message in body["message"], body["message"]
+
+
+def test_a_trailing_slash_and_an_escaped_wildcard_still_work(vw_env: VWEnv, targets) -> None:
+    st1, _ = targets
+    meta = st1["metadata"]
+    for path in (
+        base(st1) + CONFIGMAPS + "/",
+        f"/services/syncer/root/st1/{meta['uid']}/clusters/%2A" + CONFIGMAPS,
+    ):
+        status, body = send(vw_env, path)
+        assert (status, names(body)) == (200, ["placed"]), path
+
+
+# --- a stale UID -----------------------------------------------------------------------------------
+
+
+def test_a_recreated_target_refuses_its_old_uid(vw_env: VWEnv, targets) -> None:
+    st1, _ = targets
+    old = st1["metadata"]["uid"]
+    vw_env.kube.delete(SYNCTARGETS, "st1")
+    new = vw_env.create_target()["metadata"]["uid"]
+    import time
+
+    deadline = time.monotonic() + 10
+    while (vw_env.server.workspace.targets.objects.get("st1") or {}).get("metadata", {}).get("uid") != new:
+        assert time.monotonic() < deadline, "the recreated SyncTarget never reached the cache"
+        time.sleep(0.02)
+    status, body = send(vw_env, base(st1) + CONFIGMAPS)
+    assert (status, body["reason"], body["message"]) == (404, "NotFound", f"sync target UID mismatch: {new} != {old}")
+    status, body = send(vw_env, base({"metadata": {"name": "st1", "uid": new}}) + CONFIGMAPS)
+    assert (status, names(body)) == (200, ["placed"])
+
+
+# --- the caller's credentials ----------------------------------------------------------------------
+
+
+def test_the_callers_authorization_header_never_reaches_the_backing_apiserver(vw_env: VWEnv, targets) -> None:
+    st1, _ = targets
+    received: list[str] = []
+    real = vw_env.api._authenticate
+
+    def recording(authorization: str) -> Any:
+        received.append(authorization)
+        return real(authorization)
+
+    with mock.patch.object(vw_env.api, "_authenticate", recording):
+        for path in (
+            base(st1) + CONFIGMAPS,
+            base(st1) + CONFIGMAPS + "/placed",
+            base(st1) + CONFIGMAPS + "?watch=1&timeoutSeconds=1",
+            base(st1) + "/api/v1",
+        ):
+            assert send(vw_env, path)[0] == 200, path
+        # An unknown token goes no further than the TokenReview (in its body, never as a header).
+        assert send(vw_env, base(st1) + CONFIGMAPS, token="attacker-token")[0] == 401  # noqa: S106
+    assert received, "the virtual workspace made no backing call"
+    assert set(received) == {f"Bearer {vw_env.api.admin_token}"}
+
+
+# --- selectors that try to widen the state-label filter --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        f"{KEY}!=Sync",
+        f"{KEY} in (Sync,Upsync)",
+        f"{KEY} notin (Sync)",
+        f"!{KEY}",
+        f"{KEY}",
+        f"{KEY}=",
+        f"{OTHER_KEY}=Sync",
+        f"{OTHER_KEY}",
+        f"{KEY}=Sync,{OTHER_KEY}=Sync",
+        # "OR" by a comma: a comma ANDs, so both the filter and this must hold.
+        f"{KEY}!=Sync,{KEY}=Sync",
+        "app in (a),(b)",
+    ],
+)
+def test_a_label_selector_never_widens_the_filter(vw_env: VWEnv, targets, selector: str) -> None:
+    st1, _ = targets
+    status, body = send(vw_env, base(st1) + CONFIGMAPS + "?labelSelector=" + quote(selector, safe=""))
+    if status == 400:  # a malformed selector is the backing apiserver's BadRequest, passed on
+        assert body["reason"] == "BadRequest", body
+        return
+    assert status == 200, body
+    assert set(names(body)) <= {"placed"}, (selector, names(body))
+
+
+def test_a_second_label_selector_parameter_is_ignored_as_the_apiserver_does(vw_env: VWEnv, targets) -> None:
+    st1, _ = targets
+    query = f"?labelSelector=app%3Dx&labelSelector={quote(f'{KEY}!=Sync', safe='')}"
+    status, body = send(vw_env, base(st1) + CONFIGMAPS + query)
+    assert (status, names(body)) == (200, [])
+
+
+def test_an_ampersand_inside_the_selector_does_not_smuggle_a_parameter(vw_env: VWEnv, targets) -> None:
+    st1, _ = targets
+    smuggled = quote(f"app=x&labelSelector={KEY}!=Sync", safe="")
+    status, body = send(vw_env, base(st1) + CONFIGMAPS + "?labelSelector=" + smuggled)
+    assert status == 400 or (status, names(body)) == (200, []), body
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [("metadata.name=pending", []), ("metadata.name!=placed", []), ("metadata.namespace=default", ["placed"])],
+)
+def test_a_field_selector_only_narrows(vw_env: VWEnv, targets, selector: str, expected: list[str]) -> None:
+    st1, _ = targets
+    status, body = send(vw_env, base(st1) + CONFIGMAPS + "?fieldSelector=" + quote(selector, safe=""))
+    assert (status, names(body)) == (200, expected)
+
+
+def test_a_watch_with_a_widening_selector_sees_only_the_targets_objects(vw_env: VWEnv, targets) -> None:
+    st1, _ = targets
+    query = "?watch=1&timeoutSeconds=1&labelSelector=" + quote(f"{KEY} in (Sync,Upsync)", safe="")
+    host, _, port = vw_env.server.url.removeprefix("https://").partition(":")
+    conn = http.client.HTTPSConnection(
+        host, int(port), context=ssl.create_default_context(cafile=vw_env.ca_path), timeout=10
+    )
+    try:
+        conn.request("GET", base(st1) + CONFIGMAPS + query, headers={"Authorization": f"Bearer {SYNCER_TOKEN}"})
+        reply = conn.getresponse()
+        events = [json.loads(line) for line in reply.read().splitlines() if line.strip()]
+    finally:
+        conn.close()
+    assert reply.status == 200
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "placed")]
+
+
+def test_granting_st2_lets_the_same_token_in_but_still_only_to_st2s_objects(tmp_path) -> None:
+    with VWEnv.running(tmp_path) as env:
+        env.api.authorizer.rules.append(sync_rule("syncer", "st2"))
+        st2 = env.create_target("st2")
+        env.wait_for_target("st2")
+        env.configmap("mine", target="st1")
+        env.configmap("theirs", target="st2")
+        status, body = send(env, base(st2) + CONFIGMAPS + "?labelSelector=" + quote(f"{KEY}=Sync", safe=""))
+        assert (status, names(body)) == (200, [])
+        status, body = send(env, base(st2) + CONFIGMAPS)
+        assert (status, names(body)) == (200, ["theirs"])
