@@ -10,151 +10,39 @@ kube-apiserver when ``KUBEBUILDER_ASSETS`` is set.
 
 from __future__ import annotations
 
-import base64
-import json
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from kcp_tmc.certs.generate import generate_dir
-from kcp_tmc.testing.crds import crd
-from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, Server, start_server, stop_server
+from tests.webhook.quota_race import (
+    CREATES,
+    LIMIT,
+    create,
+    pods_now,
+    quota_api,
+    quota_webhooks,
+    reset,
+    used_now,
+)
+from tests.webhook.webhook_helpers import Server
 
 pytestmark = pytest.mark.slow
 
-LIMIT, CREATES, ROUNDS = 50, 200, 5
-QUOTA_PATH = "/apis/tmc.kcp.io/v1alpha1/namespaces/default/federatedquotas/team-a"
+ROUNDS = 5
 
 
 @pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.realapi)], scope="module")
 def api(request: pytest.FixtureRequest) -> Iterator[Any]:
-    if request.param == "fake":
-        from kcp_tmc.testing import FakeAPIServer
-
-        # Each create holds a worker while the webhook is called, and the webhook's reservation
-        # needs another: more workers than concurrent clients, as a real apiserver has.
-        server: Any = FakeAPIServer(workers=64)
-    else:
-        from kcp_tmc.testing.envtest import EnvtestUnavailable, RealAPIServer
-
-        try:
-            server = RealAPIServer()
-        except EnvtestUnavailable as exc:
-            pytest.skip(str(exc))
-    with server:
-        server.install_crd(crd("federatedquotas.tmc.kcp.io"))
-        # The ServiceAccount admission of a real apiserver wants the namespace's default account.
-        server.http("POST", "/api/v1/namespaces/default/serviceaccounts", {"metadata": {"name": "default"}})
-        quota = {
-            "apiVersion": "tmc.kcp.io/v1alpha1",
-            "kind": "FederatedQuota",
-            "metadata": {"name": "team-a", "namespace": "default"},
-            "spec": {"overall": {"requests.cpu": str(LIMIT)}},
-        }
-        assert server.http("POST", QUOTA_PATH.rsplit("/", 1)[0], quota).status == 201
-        set_used(server, "0")
+    with quota_api(request.param) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def webhooks(api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
-    tmp = tmp_path_factory.mktemp("race")
-    certs = tmp / "certs"
-    generate_dir(certs, service=SERVICE, namespace=NAMESPACE, ips=["127.0.0.1"])
-    servers: list[Server] = []
-    try:
-        for _ in range(2):
-            servers.append(
-                start_server(tmp, certs, "--workers", "1", "--kubeconfig", str(api.kubeconfig_path))
-            )
-        register(api, servers)
+    with quota_webhooks(api, tmp_path_factory.mktemp("race")) as servers:
         yield servers
-    finally:
-        for server in servers:
-            stop_server(server)
-
-
-def set_used(api: Any, used: str) -> None:
-    for _ in range(20):
-        stored = api.http("GET", QUOTA_PATH).json()
-        stored["status"] = {"overall": stored["spec"]["overall"], "overallUsed": {"requests.cpu": used}}
-        if api.http("PUT", f"{QUOTA_PATH}/status", stored).status == 200:
-            return
-    raise AssertionError("cannot reset the quota's status")
-
-
-def used_now(api: Any) -> str:
-    return str(api.http("GET", QUOTA_PATH).json()["status"]["overallUsed"]["requests.cpu"])
-
-
-def register(api: Any, servers: list[Server]) -> None:
-    ca = base64.b64encode((servers[0].certs / "ca.crt").read_bytes()).decode()
-    rule = {
-        "apiGroups": [""],
-        "apiVersions": ["v1"],
-        "operations": ["CREATE", "UPDATE"],
-        "resources": ["pods"],
-        "scope": "Namespaced",
-    }
-    hooks = [
-        {
-            "name": f"quota-{shard}.tmc.kcp.io",
-            "clientConfig": {"url": f"{server.url}/validate/quota-enforcement", "caBundle": ca},
-            "rules": [rule],
-            "objectSelector": {"matchLabels": {"shard": shard}},
-            # Reservations are side effects, never made on dry runs.
-            "sideEffects": "NoneOnDryRun",
-            "admissionReviewVersions": ["v1"],
-            "failurePolicy": "Fail",
-            "timeoutSeconds": 10,
-        }
-        for shard, server in zip("ab", servers, strict=True)
-    ]
-    config = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingWebhookConfiguration",
-        "metadata": {"name": "tmc-quota"},
-        "webhooks": hooks,
-    }
-    reply = api.http("POST", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations", config)
-    assert reply.status == 201, reply.body
-    wait_until_both_see(api, "0")
-
-
-def pod(name: str, shard: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "labels": {"shard": shard}},
-        "spec": {"containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": "1"}}}]},
-    }
-
-
-def wait_until_both_see(api: Any, used: str) -> None:
-    """Until a dry-run create passes each webhook: both caches show the room (a real apiserver also
-    loads the configuration asynchronously)."""
-    deadline = time.monotonic() + 30
-    for shard in "ab":
-        while True:
-            reply = api.http(
-                "POST", "/api/v1/namespaces/default/pods?dryRun=All", pod(f"probe-{shard}", shard)
-            )
-            if reply.status == 201:
-                break
-            assert time.monotonic() < deadline, f"shard {shard} never admitted a dry run: {reply.body!r}"
-            time.sleep(0.1)
-    assert used_now(api) == used  # a dry run reserves nothing
-
-
-def create(api: Any, index: int) -> tuple[int, str]:
-    reply = api.http("POST", "/api/v1/namespaces/default/pods", pod(f"p{index}", "ab"[index % 2]), timeout=30)
-    message = ""
-    if reply.status != 201:
-        message = json.loads(reply.body).get("message", "")
-    return reply.status, message
 
 
 def test_exactly_the_quota_is_admitted_under_concurrency(api: Any, webhooks: list[Server]) -> None:
@@ -167,11 +55,5 @@ def test_exactly_the_quota_is_admitted_under_concurrency(api: Any, webhooks: lis
         assert {status for status, _ in refused} == {403}
         assert all("exceeded quota: team-a, requested: requests.cpu=1" in m for _, m in refused), refused[:3]
         assert used_now(api) == str(LIMIT)
-        pods = api.http("GET", "/api/v1/namespaces/default/pods").json()["items"]
-        assert len(pods) == LIMIT
-        for item in pods:  # the next round starts empty, as the quota manager would then report
-            assert api.http(
-                "DELETE", f"/api/v1/namespaces/default/pods/{item['metadata']['name']}"
-            ).status in (200, 202)
-        set_used(api, "0")
-        wait_until_both_see(api, "0")
+        assert len(pods_now(api)) == LIMIT
+        reset(api)  # the next round starts empty, as the quota manager would then report
