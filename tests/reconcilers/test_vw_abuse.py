@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -25,19 +26,24 @@ KEY = state_label(sync_target_key("root", "st1"))
 OTHER_KEY = state_label(sync_target_key("root", "st2"))
 
 
-def send(env: VWEnv, path: str, token: str = SYNCER_TOKEN, method: str = "GET") -> tuple[int, Any]:
-    """``path`` exactly as given, with a bearer token: the status and the decoded body."""
+def raw_get(env: VWEnv, path: str, token: str = SYNCER_TOKEN) -> tuple[int, bytes]:
+    """``GET path`` exactly as given, with a bearer token: the status and the body's bytes."""
     host, _, port = env.server.url.removeprefix("https://").partition(":")
     conn = http.client.HTTPSConnection(
         host, int(port), context=ssl.create_default_context(cafile=env.ca_path), timeout=10
     )
     try:
-        conn.request(method, path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+        conn.request("GET", path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
         reply = conn.getresponse()
-        data = reply.read()
+        return reply.status, reply.read()
     finally:
         conn.close()
-    return reply.status, json.loads(data) if data else None
+
+
+def send(env: VWEnv, path: str, token: str = SYNCER_TOKEN) -> tuple[int, Any]:
+    """``GET path`` exactly as given: the status and the decoded body."""
+    status, data = raw_get(env, path, token)
+    return status, json.loads(data) if data else None
 
 
 @pytest.fixture
@@ -162,8 +168,6 @@ def test_a_recreated_target_refuses_its_old_uid(vw_env: VWEnv, targets) -> None:
     old = st1["metadata"]["uid"]
     vw_env.kube.delete(SYNCTARGETS, "st1")
     new = vw_env.create_target()["metadata"]["uid"]
-    import time
-
     deadline = time.monotonic() + 10
     while (vw_env.server.workspace.targets.objects.get("st1") or {}).get("metadata", {}).get("uid") != new:
         assert time.monotonic() < deadline, "the recreated SyncTarget never reached the cache"
@@ -276,19 +280,9 @@ def test_a_field_selector_only_narrows(vw_env: VWEnv, targets, selector: str, ex
 def test_a_watch_with_a_widening_selector_sees_only_the_targets_objects(vw_env: VWEnv, targets) -> None:
     st1, _ = targets
     query = "?watch=1&timeoutSeconds=1&labelSelector=" + quote(f"{KEY} in (Sync,Upsync)", safe="")
-    host, _, port = vw_env.server.url.removeprefix("https://").partition(":")
-    conn = http.client.HTTPSConnection(
-        host, int(port), context=ssl.create_default_context(cafile=vw_env.ca_path), timeout=10
-    )
-    try:
-        conn.request(
-            "GET", base(st1) + CONFIGMAPS + query, headers={"Authorization": f"Bearer {SYNCER_TOKEN}"}
-        )
-        reply = conn.getresponse()
-        events = [json.loads(line) for line in reply.read().splitlines() if line.strip()]
-    finally:
-        conn.close()
-    assert reply.status == 200
+    status, data = raw_get(vw_env, base(st1) + CONFIGMAPS + query)
+    events = [json.loads(line) for line in data.splitlines() if line.strip()]
+    assert status == 200
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "placed")]
 
 
