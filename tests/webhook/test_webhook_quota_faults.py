@@ -27,6 +27,7 @@ from kcp_tmc.reconcilers.engine import Engine
 from kcp_tmc.reconcilers.quota import QuotaController
 from kcp_tmc.reconcilers.workloads import WorkloadUsage
 from kcp_tmc.testing.crds import crd
+from tests.procstats import children
 from tests.webhook.quota_race import (
     CREATES,
     LIMIT,
@@ -37,7 +38,7 @@ from tests.webhook.quota_race import (
     reset,
     used_now,
 )
-from tests.webhook.webhook_helpers import Server, worker_pids
+from tests.webhook.webhook_helpers import Server
 
 WORKERS = 2
 KILLS = 4  # per round, spread over the creates
@@ -60,8 +61,8 @@ def webhooks(api: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[lis
 def wait_for_workers(servers: list[Server]) -> None:
     """Until each master has its full set of workers again (it replaces the killed ones)."""
     deadline = time.monotonic() + 30
-    while any(len(worker_pids(s)) < WORKERS for s in servers):
-        assert time.monotonic() < deadline, [worker_pids(s) for s in servers]
+    while any(len(children(s.proc.pid)) < WORKERS for s in servers):
+        assert time.monotonic() < deadline, [children(s.proc.pid) for s in servers]
         time.sleep(0.05)
 
 
@@ -70,7 +71,7 @@ def killer(servers: list[Server], rng: random.Random, stop: threading.Event, kil
     for _ in range(KILLS):
         if stop.wait(rng.uniform(0.05, 0.4)):
             return
-        pids = worker_pids(rng.choice(servers))
+        pids = children(rng.choice(servers).proc.pid)
         if pids:
             pid = rng.choice(pids)
             try:

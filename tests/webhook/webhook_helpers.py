@@ -166,13 +166,3 @@ def stop_server(server: Server) -> None:
         except subprocess.TimeoutExpired:
             server.proc.kill()
             server.proc.wait(5)
-
-
-def worker_pids(server: Server) -> list[int]:
-    """The pids of the gunicorn workers of ``server`` (the master's children, from /proc)."""
-    pid = server.proc.pid
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(p) for p in text.split()]
