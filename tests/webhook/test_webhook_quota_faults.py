@@ -6,7 +6,8 @@ apiserver (``failurePolicy: Fail``); a reservation made by a worker killed befor
 stays counted.  So: never more admitted than the quota, the pods stored are exactly the admitted
 ones, ``status.overallUsed`` never reads below what was admitted (nor above the quota), and once
 the quota manager recounts, it reads exactly what was admitted.  One
-round in ``make test``; twenty under ``make chaos``.
+round in ``make test``; twenty under ``make chaos``.  On the fake API server always; through a
+real kube-apiserver too when ``KUBEBUILDER_ASSETS`` is set.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ WORKERS = 2
 KILLS = 4  # per round, spread over the creates
 
 
-@pytest.fixture(scope="module")
-def api() -> Iterator[Any]:
-    with quota_api("fake") as server:
+@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.realapi)], scope="module")
+def api(request: pytest.FixtureRequest) -> Iterator[Any]:
+    with quota_api(request.param) as server:
         # The quota manager names the SyncTargets the use is on: it needs their API.
         server.install_crd(crd("synctargets.workload.kcp.io"))
         yield server
