@@ -8,9 +8,9 @@ configurations' ``clientConfig`` points at the local webhook by ``url``.  Then: 
 a bad SyncTarget refused with our message; the CA rolled and the serving certificate renewed, step
 by step as the renewal CronJob does it, while reviews keep coming, none failing (leaving out the
 inject after the CA roll makes hundreds of them fail); uninstall, and no webhook configuration is left.
-
-Still to add as they land: listing through the syncer virtual workspace with the syncer's token
-(virtualWorkspace.enabled), and a quota denial (quota.webhook.enabled).
+On the way, with the chart's defaults: a syncer lists through the virtual workspace (served by the
+reconciler, at the URL the SyncTarget's status gives) with its own token, and a Deployment beyond a
+FederatedQuota is refused by the quota webhook with its exact message.
 """
 
 from __future__ import annotations
@@ -33,30 +33,35 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from kubernetes.client import CustomObjectsApi
+from kubernetes.client import AppsV1Api, CoreV1Api, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from kcp_tmc.certs import generate_dir
+from kcp_tmc.policies.keys import state_label, sync_target_key
 from kcp_tmc.reconcilers.client import KubeClient
-from kcp_tmc.reconcilers.resources import CLUSTERS, NAMESPACES, NODES, SECRETS, SYNCTARGETS
+from kcp_tmc.reconcilers.resources import CLUSTERS, FEDERATEDQUOTAS, NAMESPACES, NODES, SECRETS, SYNCTARGETS
 from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.envtest import EnvtestUnavailable, RealAPIServer
 from kcp_tmc.testing.kubectl import kubectl
 from tests.charts.chart_kit import NAMESPACE, RELEASE, find, render, tool
 from tests.reconcilers.reconciler_processes import wait_for
+from tests.reconcilers.vw_env import SYNCER_TOKEN, sync_rule
 
 BIN = Path(sys.executable).parent
 WEBHOOK = f"{RELEASE}-webhook"
-VALUES = ["reconciler.pollInterval=300ms", "reconciler.shards={root=https://vw.example:6443/}"]
+VALUES = ["reconciler.pollInterval=300ms"]
+#: The syncer's identity in the workspace: a token the apiserver knows, granted `sync` on "east".
+SYNCER = ("syncer-east", ["tmc:syncers"])
 
 pytestmark = pytest.mark.skipif(tool("helm") is None, reason="helm is not installed: run `make kube-tools`")
 
 
 def _server(kind: str) -> Any:
+    tokens = {SYNCER_TOKEN: SYNCER}
     if kind == "fake":
-        return FakeAPIServer()
+        return FakeAPIServer(tokens=tokens, rules=[sync_rule(SYNCER[0], "east")])
     try:
-        return RealAPIServer()
+        return RealAPIServer(tokens=tokens)
     except EnvtestUnavailable as exc:
         pytest.skip(str(exc))
 
@@ -176,7 +181,8 @@ class ReviewLoad:
 @pytest.mark.timeout(360)
 def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
     workspace, physical = clusters
-    manifests = render(*VALUES)
+    vw_port = _port()
+    manifests = render(*VALUES, f"virtualWorkspace.url=https://127.0.0.1:{vw_port}")
     kube = KubeClient.from_kubeconfig_file(workspace.kubeconfig_path, timeout=10.0)
     phys = KubeClient.from_kubeconfig_file(physical.kubeconfig_path, timeout=10.0)
     processes: list[Process] = []
@@ -203,6 +209,7 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
             "--key-file": str(certs / "tls.key"),
             "--metrics-dir": str(tmp_path / "metrics"),
             "--workers": "1",
+            "--kubeconfig": workspace.kubeconfig_path,
         }
         args = [
             a if a.split("=")[0] not in local else f"{a.split('=')[0]}={local[a.split('=')[0]]}"
@@ -225,8 +232,15 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
         assert applied.returncode == 0, applied.stderr
 
         # --- the reconciler, started as the Deployment starts it -----------------------------------
+        local = {
+            "--vw-bind": f"127.0.0.1:{vw_port}",
+            "--vw-cert-file": str(certs / "tls.crt"),
+            "--vw-key-file": str(certs / "tls.key"),
+        }
         reconciler_args = [
-            a for a in _args(manifests, f"{RELEASE}-reconciler") if not a.startswith("--metrics-bind")
+            a if a.split("=")[0] not in local else f"{a.split('=')[0]}={local[a.split('=')[0]]}"
+            for a in _args(manifests, f"{RELEASE}-reconciler")
+            if not a.startswith("--metrics-bind")
         ]
         reconciler = Process(
             tmp_path / "reconciler.log",
@@ -275,9 +289,8 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
 
         st = wait_for(ready, 90, "the SyncTarget did not become Ready", 0.2)
         assert st["status"]["capacity"] == {"cpu": "2500m", "memory": "5Gi", "pods": "220"}
-        assert st["status"]["virtualWorkspaces"][0]["syncerURL"].startswith(
-            "https://vw.example:6443/services/syncer/"
-        )
+        syncer_url = st["status"]["virtualWorkspaces"][0]["syncerURL"]
+        assert syncer_url == f"https://127.0.0.1:{vw_port}/services/syncer/root/east/{st['metadata']['uid']}"
         east = kube.get(CLUSTERS, "east")
         assert east["status"]["capacity"] == st["status"]["capacity"]
         if isinstance(workspace, RealAPIServer):
@@ -309,6 +322,9 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
             in denied.stderr
         )
         assert "spec.supportedAPIExports[1]: Duplicate value" in denied.stderr
+
+        _list_through_the_virtual_workspace(workspace, kube, syncer_url, certs / "ca.crt")
+        _a_deployment_beyond_its_quota_is_refused(workspace, kube)
 
         # --- the CA rolled and the serving certificate renewed while reviews keep coming ----------
         # What the renewal CronJob does over its runs, here in a row: each step served and trusted
@@ -363,6 +379,122 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
             process.stop()
         kube.close()
         phys.close()
+
+
+def _list_through_the_virtual_workspace(workspace: Any, kube: KubeClient, syncer_url: str, ca: Path) -> None:
+    """A syncer, with its own token, lists what is placed on its SyncTarget and nothing else."""
+    if isinstance(workspace, RealAPIServer):
+        # The grant a syncer gets: verb "sync" on its SyncTarget, by RBAC.
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "syncer-east"},
+            "rules": [
+                {
+                    "apiGroups": ["workload.kcp.io"],
+                    "resources": ["synctargets"],
+                    "resourceNames": ["east"],
+                    "verbs": ["sync"],
+                }
+            ],
+        }
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "syncer-east"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "syncer-east",
+            },
+            "subjects": [{"kind": "User", "name": SYNCER[0], "apiGroup": "rbac.authorization.k8s.io"}],
+        }
+        applied = kubectl(workspace, "apply", "-f", "-", input=yaml.safe_dump_all([role, binding]))
+        assert applied.returncode == 0, applied.stderr
+    label = state_label(sync_target_key("root", "east"))
+    kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
+    with workspace.api_client() as admin:
+        for name, labels in (("placed", {label: "Sync"}), ("not-placed", {})):
+            body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}}
+            CoreV1Api(admin).create_namespaced_config_map("apps", body)
+    from kubernetes import client as k8s
+
+    configuration = k8s.Configuration()
+    configuration.host = f"{syncer_url}/clusters/*"
+    configuration.ssl_ca_cert = str(ca)
+    configuration.api_key = {"authorization": f"Bearer {SYNCER_TOKEN}"}
+    configuration.retries = False
+    with k8s.ApiClient(configuration) as api_client:
+        core = CoreV1Api(api_client)
+
+        def listed() -> list[str] | None:
+            try:
+                names = [cm.metadata.name for cm in core.list_namespaced_config_map("apps").items]
+            except ApiException as exc:
+                if exc.status == 503:  # the virtual workspace's caches are still filling
+                    return None
+                raise
+            return names or None
+
+        assert wait_for(listed, 60, "nothing listed through the virtual workspace", 0.2) == ["placed"]
+        # The same URL with another token of nobody's is refused.
+        configuration.api_key = {"authorization": "Bearer not-a-token"}
+    with k8s.ApiClient(configuration) as api_client, pytest.raises(ApiException) as refused:
+        CoreV1Api(api_client).list_namespaced_config_map("apps")
+    assert refused.value.status == 401
+
+
+def _a_deployment_beyond_its_quota_is_refused(workspace: Any, kube: KubeClient) -> None:
+    """A FederatedQuota of 1 CPU; a Deployment asking for 2 gets 403 QuotaExceeded, one for 1 is admitted."""
+    kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}})
+    quota = {
+        "apiVersion": "tmc.kcp.io/v1alpha1",
+        "kind": "FederatedQuota",
+        "metadata": {"name": "team-a", "namespace": "team-a"},
+        "spec": {"overall": {"requests.cpu": "1"}},
+    }
+    kube.create(FEDERATEDQUOTAS, quota, namespace="team-a")
+
+    def counted() -> dict[str, Any] | None:
+        status = kube.get(FEDERATEDQUOTAS, "team-a", namespace="team-a").get("status") or {}
+        return status if "overallUsed" in status else None
+
+    # The quota manager fills the status the webhook checks against.
+    wait_for(counted, 60, "the quota manager never wrote the FederatedQuota's status", 0.2)
+
+    def deployment(name: str, replicas: int) -> dict[str, Any]:
+        container = {
+            "name": "app",
+            "image": "app:1",
+            "resources": {"requests": {"cpu": "500m", "memory": "64Mi"}},
+        }
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "team-a"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
+            },
+        }
+
+    with workspace.api_client() as api_client:
+        apps = AppsV1Api(api_client)
+        with pytest.raises(ApiException) as denied:
+            apps.create_namespaced_deployment("team-a", deployment("big", 4))
+        status = json.loads(denied.value.body)
+        assert denied.value.status == 403, denied.value.body
+        assert status["reason"] == "QuotaExceeded", status
+        assert status["message"] == QUOTA_DENIAL, status["message"]
+        apps.create_namespaced_deployment("team-a", deployment("small", 2))
+
+
+QUOTA_DENIAL = (
+    'admission webhook "quota.tmc.kcp.io" denied the request: [quota-enforcement] spec.replicas: '
+    "exceeded quota: team-a, requested: requests.cpu=2, used: requests.cpu=0, limited: requests.cpu=1; "
+    "lower the request or raise spec.overall of FederatedQuota team-a/team-a"
+)
 
 
 def _bundle(certs: Path) -> list[x509.Certificate]:
