@@ -43,22 +43,85 @@ from kcp_tmc.reconcilers.resources import CLUSTERS, FEDERATEDQUOTAS, NAMESPACES,
 from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.envtest import EnvtestUnavailable, RealAPIServer
 from kcp_tmc.testing.kubectl import kubectl
-from tests.charts.chart_kit import NAMESPACE, RELEASE, find, render, tool
+from tests.charts.chart_kit import NAMESPACE, RELEASE, bindings_of, find, granted, render, tool
 from tests.reconcilers.reconciler_processes import wait_for
 from tests.reconcilers.vw_env import SYNCER_TOKEN, sync_rule
 
 BIN = Path(sys.executable).parent
 WEBHOOK = f"{RELEASE}-webhook"
 VALUES = ["reconciler.pollInterval=300ms"]
+RECONCILER = f"{RELEASE}-reconciler"
 #: The syncer's identity in the workspace: a token the apiserver knows, granted `sync` on "east".
 SYNCER = ("syncer-east", ["tmc:syncers"])
+#: On the fake server the webhook and the reconciler run as their ServiceAccounts, with exactly the
+#: chart's RBAC; every request they make is recorded and compared with what the chart grants.
+ACCOUNT_TOKENS = {WEBHOOK: "webhook-sa-token", RECONCILER: "reconciler-sa-token"}
+#: What the chart grants that this day does not exercise, and why it is still needed.
+NOT_EXERCISED = {
+    WEBHOOK: {
+        # Reads while the cache is stale or not yet synced are live gets.
+        ("get", "tmc.kcp.io", "federatedquotas"): "a live read when the cache is stale",
+        ("get", "", "resourcequotas"): "a live read when the cache is stale",
+        # A reservation against a ResourceQuota (this day reserves against a FederatedQuota).
+        ("patch", "", "resourcequotas/status"): "reservations against kcp's cluster-scoped ResourceQuotas",
+    },
+}
+
+
+def _account(name: str) -> str:
+    return f"system:serviceaccount:{NAMESPACE}:{name}"
+
+
+def _chart_rbac(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The chart's Roles and ClusterRoles, bound to the webhook and the reconciler, as fake-server rules."""
+    rules = []
+    for name in ACCOUNT_TOKENS:
+        for binding, role in bindings_of(manifests, name):
+            for rule in role["rules"]:
+                fake = {key: rule[key] for key in ("verbs", "apiGroups", "resources")}
+                fake["user"] = _account(name)
+                if rule.get("resourceNames"):
+                    fake["names"] = rule["resourceNames"]
+                if binding["kind"] == "RoleBinding":
+                    fake["namespaces"] = [binding["metadata"]["namespace"]]
+                rules.append(fake)
+    return rules
+
+
+class RequestRecord:
+    """Every resource request the fake server authorizes, by user: (verb, group, resource, allowed)."""
+
+    def __init__(self, api: FakeAPIServer) -> None:
+        self.calls: dict[str, set[tuple[str, str, str, bool]]] = {}
+        decide = api.authorizer.allowed
+
+        def allowed(attrs: Any) -> tuple[bool, str]:
+            verdict: tuple[bool, str] = decide(attrs)
+            if attrs.resource_request:
+                resource = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+                self.calls.setdefault(attrs.user.name, set()).add(
+                    (attrs.verb, attrs.group, resource, verdict[0])
+                )
+            return verdict
+
+        api.authorizer.allowed = allowed  # type: ignore[method-assign]
+
+    def needed(self, user: str) -> set[tuple[str, str, str]]:
+        return {(verb, group, resource) for verb, group, resource, _ in self.calls.get(user, ())}
+
+    def denied(self, user: str) -> set[tuple[str, str, str]]:
+        return {(verb, group, resource) for verb, group, resource, ok in self.calls.get(user, ()) if not ok}
+
 
 pytestmark = pytest.mark.skipif(tool("helm") is None, reason="helm is not installed: run `make kube-tools`")
 
 
 def _server(kind: str) -> Any:
-    tokens = {SYNCER_TOKEN: SYNCER}
+    tokens: dict[str, Any] = {SYNCER_TOKEN: SYNCER}
     if kind == "fake":
+        tokens.update(
+            {token: (_account(name), ["system:serviceaccounts"]) for name, token in ACCOUNT_TOKENS.items()}
+        )
         return FakeAPIServer(tokens=tokens, rules=[sync_rule(SYNCER[0], "east")])
     try:
         return RealAPIServer(tokens=tokens)
@@ -184,6 +247,15 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
     vw_port = _port()
     manifests = render(*VALUES, f"virtualWorkspace.url=https://127.0.0.1:{vw_port}")
     kube = KubeClient.from_kubeconfig_file(workspace.kubeconfig_path, timeout=10.0)
+    kubeconfigs = dict.fromkeys(ACCOUNT_TOKENS, workspace.kubeconfig_path)
+    record = None
+    if isinstance(workspace, FakeAPIServer):
+        workspace.authorizer.rules.extend(_chart_rbac(manifests))
+        record = RequestRecord(workspace)
+        kubeconfigs = {
+            name: workspace.write_kubeconfig(str(tmp_path / f"{name}.kubeconfig"), token=token)
+            for name, token in ACCOUNT_TOKENS.items()
+        }
     phys = KubeClient.from_kubeconfig_file(physical.kubeconfig_path, timeout=10.0)
     processes: list[Process] = []
     try:
@@ -209,7 +281,7 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
             "--key-file": str(certs / "tls.key"),
             "--metrics-dir": str(tmp_path / "metrics"),
             "--workers": "1",
-            "--kubeconfig": workspace.kubeconfig_path,
+            "--kubeconfig": kubeconfigs[WEBHOOK],
         }
         args = [
             a if a.split("=")[0] not in local else f"{a.split('=')[0]}={local[a.split('=')[0]]}"
@@ -239,7 +311,7 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
         }
         reconciler_args = [
             a if a.split("=")[0] not in local else f"{a.split('=')[0]}={local[a.split('=')[0]]}"
-            for a in _args(manifests, f"{RELEASE}-reconciler")
+            for a in _args(manifests, RECONCILER)
             if not a.startswith("--metrics-bind")
         ]
         reconciler = Process(
@@ -247,7 +319,7 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
             "tmc-reconciler",
             *reconciler_args,
             "--kubeconfig",
-            workspace.kubeconfig_path,
+            kubeconfigs[RECONCILER],
             "--metrics-bind=127.0.0.1:0",
         )
         processes.append(reconciler)
@@ -379,6 +451,24 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
             process.stop()
         kube.close()
         phys.close()
+    if record is not None:
+        _rbac_is_what_the_code_uses(manifests, record)
+
+
+def _rbac_is_what_the_code_uses(manifests: list[dict[str, Any]], record: RequestRecord) -> None:
+    """Least privilege, measured: each component was never refused, and the chart grants it exactly
+    what it used over the day plus the listed grants this day does not reach."""
+    for name in ACCOUNT_TOKENS:
+        user = _account(name)
+        assert record.denied(user) == set(), (name, sorted(record.denied(user)))
+        needed = record.needed(user)
+        unused = granted(manifests, name) - needed
+        assert unused == set(NOT_EXERCISED.get(name, {})), (
+            name,
+            sorted(unused - set(NOT_EXERCISED.get(name, {}))),
+        )
+        # A grant listed as not exercised that the day did use is no longer an exception.
+        assert not needed & set(NOT_EXERCISED.get(name, {})), name
 
 
 def _list_through_the_virtual_workspace(workspace: Any, kube: KubeClient, syncer_url: str, ca: Path) -> None:
