@@ -644,3 +644,30 @@ def test_the_packaged_chart_renders_what_the_folder_does(tmp_path, defaults: lis
     done = helm("template", RELEASE, str(archive), "--namespace", NAMESPACE, "--include-crds")
     assert done.returncode == 0, done.stderr
     assert [d for d in yaml.safe_load_all(done.stdout) if d] == defaults
+
+
+def test_the_reconciler_may_do_what_its_controllers_and_the_virtual_workspace_do(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    grants = granted(rendered["defaults"], RECONCILER)
+    # The aggregator and the quota manager: count the workloads, write the status they own.
+    counted = {("", "pods"), ("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
+               ("batch", "jobs")}  # fmt: skip
+    assert {("list", g, r) for g, r in counted} <= grants
+    for group, resource in (("workload.kcp.io", "synctargets"), ("scheduling.kcp.io", "locations"),
+                            ("tmc.kcp.io", "federatedquotas"), ("", "resourcequotas")):  # fmt: skip
+        assert ("patch", group, f"{resource}/status") in grants
+        assert ("list", group, resource) in grants
+    # The virtual workspace: syncers' tokens and grants checked, what it serves read and written.
+    assert {("create", "authentication.k8s.io", "tokenreviews"),
+            ("create", "authorization.k8s.io", "subjectaccessreviews")} <= grants  # fmt: skip
+    for verb in ("get", "list", "watch", "update", "patch"):
+        assert (verb, "", "configmaps") in grants and (verb, "apps", "deployments") in grants
+    assert ("create", "", "configmaps") not in grants  # a syncer never creates in the workspace
+    assert {("create", "", "pods"), ("delete", "", "persistentvolumes")} <= grants  # the upsyncer does
+    # Without the virtual workspace none of that is granted.
+    minimal = granted(rendered["minimal"], RECONCILER)
+    assert ("create", "authentication.k8s.io", "tokenreviews") not in minimal
+    assert ("list", "", "configmaps") not in minimal
+    # The reconciler polls: no watch outside what the virtual workspace's caches follow.
+    assert {r for v, _, r in minimal if v == "watch"} == {"synctargets", "apiexports", "apiresourceschemas"}
