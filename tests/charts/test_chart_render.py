@@ -1,7 +1,7 @@
 """``helm lint`` and ``helm template`` of charts/kcp-tmc: every manifest checked, every safety default.
 
 Each variant (defaults, cert-manager, your own certificates, failurePolicy Ignore, metrics on, one
-replica, the hooks for quota and the virtual workspace) renders; every built-in manifest must
+replica, neither quota nor the virtual workspace, many values at once) renders; every built-in manifest must
 survive a round trip through its Kubernetes client model unchanged (unknown or misplaced fields and
 wrong types do not), and every kcp object must be accepted by our CRD schemas on the fake server.
 """
