@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +84,25 @@ def model_round_trip(manifest: Manifest) -> Any:
     api = k8s.ApiClient()
     deserialize: Any = api._ApiClient__deserialize
     return api.sanitize_for_serialization(deserialize(manifest, name))
+
+
+def bindings_of(manifests: list[Manifest], account: str) -> Iterator[tuple[Manifest, Manifest]]:
+    """(binding, role) of every RoleBinding and ClusterRoleBinding of the ServiceAccount ``account``."""
+    roles = {(m["kind"], m["metadata"]["name"]): m for m in manifests if m["kind"] in ("Role", "ClusterRole")}
+    for binding in manifests:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if any(s["kind"] == "ServiceAccount" and s["name"] == account for s in binding["subjects"]):
+            yield binding, roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
+
+
+def granted(manifests: list[Manifest], account: str) -> set[tuple[str, str, str]]:
+    """(verb, group, resource) of every rule bound to the ServiceAccount ``account``."""
+    return {
+        (verb, group, resource)
+        for _, role in bindings_of(manifests, account)
+        for rule in role["rules"]
+        for verb in rule["verbs"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }

@@ -73,7 +73,7 @@ def test_install_then_a_renewal_run(tmp_path: Path) -> None:
         for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             stored = api.get("admissionregistration.k8s.io/v1", kind, RELEASE)
             assert stored is not None
-            assert [w["clientConfig"]["caBundle"] for w in stored["webhooks"]] == [bundle]
+            assert {w["clientConfig"]["caBundle"] for w in stored["webhooks"]} == {bundle}
         assert _secret(api, f"{WEBHOOK}-tls") == tls
         # A renewal run with nothing due writes nothing.
         renew = _script(manifests, "CronJob", f"{RELEASE}-certs-renew")

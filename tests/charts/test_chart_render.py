@@ -1,7 +1,7 @@
 """``helm lint`` and ``helm template`` of charts/kcp-tmc: every manifest checked, every safety default.
 
 Each variant (defaults, cert-manager, your own certificates, failurePolicy Ignore, metrics on, one
-replica, the hooks for quota and the virtual workspace) renders; every built-in manifest must
+replica, neither quota nor the virtual workspace, many values at once) renders; every built-in manifest must
 survive a round trip through its Kubernetes client model unchanged (unknown or misplaced fields and
 wrong types do not), and every kcp object must be accepted by our CRD schemas on the fake server.
 """
@@ -26,6 +26,7 @@ from tests.charts.chart_kit import (
     Manifest,
     all_of,
     find,
+    granted,
     helm,
     model_name,
     model_round_trip,
@@ -38,12 +39,14 @@ VARIANTS: dict[str, list[str]] = {
     "defaults": [],
     "cert-manager": ["certManager.enabled=true"],
     "user-certs": ["tls.existingSecret=my-webhook-tls", f"tls.caBundle={CA_B64}"],
-    "fail-open": ["webhook.failurePolicy=Ignore"],
+    "fail-open": ["webhook.failurePolicy=Ignore", "quota.webhook.failurePolicy=Ignore"],
+    # Neither quota admission nor the virtual workspaces: the webhook needs no API access at all.
+    "minimal": ["quota.webhook.enabled=false", "virtualWorkspace.enabled=false"],
     "metrics": ["metrics.serviceMonitor.enabled=true", "metrics.prometheusRule.enabled=true"],
     "one-replica": ["webhook.replicas=1", "reconciler.replicas=1"],
     "hooks": [
-        "quota.webhook.enabled=true",
-        "virtualWorkspace.enabled=true",
+        "virtualWorkspace.url=https://vw.example.com:8443/shard",
+        "virtualWorkspace.dnsNames={vw.example.com}",
         "reconciler.partitions=4",
         "reconciler.shards={root=https://shard-1.example:6443/}",
         "reconciler.secretNamespaces={tmc-system,clusters}",
@@ -56,6 +59,8 @@ VARIANTS: dict[str, list[str]] = {
 #: their fields are asserted one by one below instead.
 FOREIGN_KINDS = {"Certificate", "Issuer", "ServiceMonitor", "PrometheusRule"}
 WEBHOOK = f"{RELEASE}-webhook"
+VW_SERVICE = f"{RELEASE}-virtual-workspace"
+QUOTA_WEBHOOKS = ["federatedquota.tmc.kcp.io", "quota.tmc.kcp.io"]
 RECONCILER = f"{RELEASE}-reconciler"
 CONFIGURATIONS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 
@@ -193,7 +198,8 @@ def _hardened(pod: dict[str, Any]) -> None:
         assert set(container["resources"]["limits"]) == {"cpu", "memory"}
 
 
-def test_the_webhook_is_highly_available_probed_and_hardened(defaults: list[Manifest]) -> None:
+def test_the_webhook_is_highly_available_probed_and_hardened(rendered: dict[str, list[Manifest]]) -> None:
+    defaults = rendered["minimal"]
     deployment = find(defaults, "Deployment", WEBHOOK)
     spec = deployment["spec"]
     assert spec["replicas"] == 2
@@ -210,7 +216,8 @@ def test_the_webhook_is_highly_available_probed_and_hardened(defaults: list[Mani
     assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
     assert pod["terminationGracePeriodSeconds"] > 5
     _hardened(pod)
-    # It needs no API access: no token in the pod, no RBAC for its account.
+    # Without quota it needs no API access: no token in the pod, no RBAC for its account.
+    assert "--kubeconfig=in-cluster" not in container["args"]
     assert pod["automountServiceAccountToken"] is False
     assert find(defaults, "ServiceAccount", WEBHOOK)["automountServiceAccountToken"] is False
     subjects = [s["name"] for kind in ("RoleBinding", "ClusterRoleBinding") for b in all_of(defaults, kind)
@@ -237,9 +244,9 @@ def test_the_webhook_configurations_are_narrow_and_fail_closed_by_default(defaul
     mutating = find(defaults, "MutatingWebhookConfiguration", RELEASE)
     validating = find(defaults, "ValidatingWebhookConfiguration", RELEASE)
     assert [w["name"] for w in mutating["webhooks"]] == [MUTATING_WEBHOOK]
-    assert [w["name"] for w in validating["webhooks"]] == [VALIDATING_WEBHOOK]
+    assert [w["name"] for w in validating["webhooks"]] == [VALIDATING_WEBHOOK, *QUOTA_WEBHOOKS]
     for configuration, timeout, path in ((mutating, 2, "/mutate"), (validating, 3, "/validate")):
-        (hook,) = configuration["webhooks"]
+        hook = configuration["webhooks"][0]
         assert hook["failurePolicy"] == "Fail"
         assert hook["timeoutSeconds"] == timeout
         assert hook["sideEffects"] == "None"
@@ -283,22 +290,61 @@ def test_no_webhook_ever_matches_leases_events_or_everything(
 
 def test_fail_open_is_a_value(rendered: dict[str, list[Manifest]]) -> None:
     for kind in CONFIGURATIONS:
-        assert [w["failurePolicy"] for w in find(rendered["fail-open"], kind)["webhooks"]] == ["Ignore"]
+        policies = [w["failurePolicy"] for w in find(rendered["fail-open"], kind)["webhooks"]]
+        assert policies == ["Ignore"] * (1 if kind.startswith("Mutating") else 3)
+    # Quota's failure policy is a value of its own: our kinds fail open, quota still fails closed.
+    alone = render("webhook.failurePolicy=Ignore")
+    hooks = find(alone, "ValidatingWebhookConfiguration")["webhooks"]
+    assert [w["failurePolicy"] for w in hooks] == ["Ignore", "Ignore", "Fail"]
 
 
-def test_the_quota_hook_adds_a_no_side_effects_on_dry_run_webhook(
-    rendered: dict[str, list[Manifest]],
-) -> None:
-    validating = find(rendered["hooks"], "ValidatingWebhookConfiguration")
-    assert [w["name"] for w in validating["webhooks"]] == [VALIDATING_WEBHOOK, "quota.tmc.kcp.io"]
-    quota = validating["webhooks"][1]
+def test_quota_admission_is_on_by_default_on_its_own_route(rendered: dict[str, list[Manifest]]) -> None:
+    from kcp_tmc.policies.builtin.quotaenforcement import POLICY
+
+    validating = find(rendered["defaults"], "ValidatingWebhookConfiguration")
+    fq, quota = validating["webhooks"][1:]
+    # The route the webhook serves quota enforcement on, alone (docs/webhook.md).
+    assert quota["clientConfig"]["service"]["path"] == f"/validate/{POLICY}" == "/validate/quota-enforcement"
+    # It reserves usage as it admits: a dry run must not reach it.
     assert quota["sideEffects"] == "NoneOnDryRun"
     assert quota["failurePolicy"] == "Fail"
-    assert {r for rule in quota["rules"] for r in rule["resources"]} >= {"pods", "federatedquotas"}
-    assert all(
-        w["name"] != "quota.tmc.kcp.io"
-        for w in find(rendered["defaults"], "ValidatingWebhookConfiguration")["webhooks"]
-    )
+    assert quota["timeoutSeconds"] == 3
+    assert quota["admissionReviewVersions"] == ["v1", "v1beta1"]
+    assert {(g, r) for rule in quota["rules"] for g in rule["apiGroups"] for r in rule["resources"]} == {
+        ("", "pods"),
+        ("", "configmaps"),
+        ("apps", "deployments"),
+        ("apps", "deployments/scale"),
+        ("apps", "replicasets"),
+        ("apps", "replicasets/scale"),
+        ("apps", "statefulsets"),
+        ("apps", "statefulsets/scale"),
+        ("batch", "jobs"),
+    }
+    assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in quota["rules"])
+    assert all(rule["scope"] == "Namespaced" for rule in quota["rules"])
+    _excludes_the_system_namespaces(quota)
+    # FederatedQuotas themselves are validated by the library on /validate, without side effects.
+    assert fq["clientConfig"]["service"]["path"] == "/validate"
+    assert fq["sideEffects"] == "None"
+    # Not their status: the webhook writes reservations there while it holds a review.
+    assert [r["resources"] for r in fq["rules"]] == [["federatedquotas"]]
+    # The webhook reads the quotas through its service account and writes reservations.
+    pod = find(rendered["defaults"], "Deployment", WEBHOOK)["spec"]["template"]["spec"]
+    assert "--kubeconfig=in-cluster" in pod["containers"][0]["args"]
+    assert pod["automountServiceAccountToken"] is True
+    assert granted(rendered["defaults"], WEBHOOK) == {
+        ("get", "tmc.kcp.io", "federatedquotas"),
+        ("list", "tmc.kcp.io", "federatedquotas"),
+        ("watch", "tmc.kcp.io", "federatedquotas"),
+        ("patch", "tmc.kcp.io", "federatedquotas/status"),
+        ("get", "", "resourcequotas"),
+        ("list", "", "resourcequotas"),
+        ("watch", "", "resourcequotas"),
+        ("patch", "", "resourcequotas/status"),
+    }
+    off = find(rendered["minimal"], "ValidatingWebhookConfiguration")["webhooks"]
+    assert [w["name"] for w in off] == [VALIDATING_WEBHOOK]
 
 
 def test_engine_configuration_reaches_the_webhook_as_a_file(rendered: dict[str, list[Manifest]]) -> None:
@@ -336,15 +382,83 @@ def test_the_reconciler_elects_a_leader_and_partitions_from_values(
     build_parser().parse_args([a for a in hooks["args"] if not a.startswith("--kubeconfig")])
 
 
-def test_the_virtual_workspace_service_is_a_hook_off_by_default(rendered: dict[str, list[Manifest]]) -> None:
-    assert not [
-        s for s in all_of(rendered["defaults"], "Service") if "virtual-workspace" in s["metadata"]["name"]
-    ]
-    service = find(rendered["hooks"], "Service", f"{RELEASE}-virtual-workspace")
-    pod = find(rendered["hooks"], "Deployment", RECONCILER)["spec"]["template"]
+def test_the_virtual_workspace_is_served_by_default(rendered: dict[str, list[Manifest]]) -> None:
+    from kcp_tmc.reconcilers.cli import build_parser
+
+    manifests = rendered["defaults"]
+    service = find(manifests, "Service", VW_SERVICE)
+    pod = find(manifests, "Deployment", RECONCILER)["spec"]["template"]
+    container = pod["spec"]["containers"][0]
     assert _selects(service["spec"]["selector"], pod["metadata"]["labels"])
-    assert service["spec"]["ports"][0]["targetPort"] == "vw"
-    assert {"name": "vw", "containerPort": 6443, "protocol": "TCP"} in pod["spec"]["containers"][0]["ports"]
+    assert service["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "vw", "protocol": "TCP"}]
+    assert {"name": "vw", "containerPort": 6443, "protocol": "TCP"} in container["ports"]
+    vw_args = [a for a in container["args"] if a.startswith(("--vw-", "--shard"))]
+    assert vw_args == [
+        "--vw-bind=0.0.0.0:6443",
+        "--vw-cert-file=/etc/kcp-tmc/tls/tls.crt",
+        "--vw-key-file=/etc/kcp-tmc/tls/tls.key",
+        # status.virtualWorkspaces of every SyncTarget points at this Service.
+        f"--shard=root=https://{VW_SERVICE}.{NAMESPACE}.svc:443",
+    ]
+    opts = build_parser().parse_args(container["args"])
+    assert opts.vw_bind == "0.0.0.0:6443" and opts.shard == [f"root=https://{VW_SERVICE}.{NAMESPACE}.svc:443"]
+    # The files are the serving certificate's Secret, mounted read-only.
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "tls")
+    assert mount == {"name": "tls", "mountPath": "/etc/kcp-tmc/tls", "readOnly": True}
+    volume = next(v for v in pod["spec"]["volumes"] if v["name"] == "tls")
+    assert volume["secret"]["secretName"] == _tls_volume(manifests)
+    # An external URL (for syncers in other clusters) replaces the Service's, beside other shards.
+    hooks = find(rendered["hooks"], "Deployment", RECONCILER)["spec"]["template"]["spec"]["containers"][0]
+    assert [a for a in hooks["args"] if a.startswith("--shard")] == [
+        "--shard=root=https://shard-1.example:6443/",
+        "--shard=root=https://vw.example.com:8443/shard",
+    ]
+    minimal = rendered["minimal"]
+    assert not [s for s in all_of(minimal, "Service") if "virtual-workspace" in s["metadata"]["name"]]
+    off = find(minimal, "Deployment", RECONCILER)["spec"]["template"]["spec"]
+    assert not [a for a in off["containers"][0]["args"] if a.startswith("--vw-")]
+    assert "tls" not in {v["name"] for v in off["volumes"]}
+
+
+VW_NAMES = [VW_SERVICE, f"{VW_SERVICE}.{NAMESPACE}", f"{VW_SERVICE}.{NAMESPACE}.svc",
+            f"{VW_SERVICE}.{NAMESPACE}.svc.cluster.local"]  # fmt: skip
+
+
+def test_the_serving_certificate_names_the_virtual_workspace(rendered: dict[str, list[Manifest]]) -> None:
+    for job in (f"{RELEASE}-certs-pre", f"{RELEASE}-certs-post"):
+        script = find(rendered["defaults"], "Job", job)["spec"]["template"]["spec"]["containers"][0]["args"][
+            0
+        ]
+        assert all(f"--dns {name} " in script for name in VW_NAMES), script
+    script = find(rendered["hooks"], "Job", f"{RELEASE}-certs-pre")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert "--dns vw.example.com " in script["args"][0]
+    assert (
+        "--dns"
+        not in find(rendered["minimal"], "Job", f"{RELEASE}-certs-pre")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["args"][0]
+    )
+    certificate = find(rendered["cert-manager"], "Certificate", WEBHOOK)
+    assert certificate["spec"]["dnsNames"][-4:] == VW_NAMES
+
+
+def test_the_generated_certificate_serves_both_names(tmp_path) -> None:
+    # The Job's generate command, run: the one certificate is valid for the webhook and the VW.
+    from cryptography import x509
+
+    from kcp_tmc.certs.cli import main as certs_main
+
+    script = find(render(), "Job", f"{RELEASE}-certs-pre")["spec"]["template"]["spec"]["containers"][0][
+        "args"
+    ][0]
+    command = script.split("tmc-certs generate", 1)[1].split("\n    fi", 1)[0].split("\nfi", 1)[0]
+    args = command.replace("\\\n", " ").replace('"$dir"', str(tmp_path)).split()
+    assert certs_main(["generate", *args]) == 0
+    cert = x509.load_pem_x509_certificate((tmp_path / "tls.crt").read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(VW_NAMES) | {f"{WEBHOOK}.{NAMESPACE}.svc"} <= set(sans.get_values_for_type(x509.DNSName))
 
 
 def _rules_of(manifests: list[Manifest]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -363,7 +477,11 @@ def test_rbac_is_least_privilege(rendered: dict[str, list[Manifest]], variant: s
             and "bind" not in rule["verbs"]
             and "impersonate" not in rule["verbs"]
         )
-        if "secrets" in rule["resources"]:
+        if "secrets" in rule["resources"] and name == f"{RECONCILER}-virtual-workspace":
+            # The one exception: the syncer virtual workspace serves a SyncTarget's Secrets to its
+            # syncer (only those labelled for that target), so it reads them in every namespace.
+            assert kind == "ClusterRole" and "create" not in rule["verbs"] and "delete" not in rule["verbs"]
+        elif "secrets" in rule["resources"]:
             # Secrets only by Role, in named namespaces; the certificate Job's by name except create.
             assert kind == "Role", (name, rule)
             assert set(rule["verbs"]) <= {"get", "create", "update", "patch"}
@@ -461,7 +579,7 @@ def test_a_user_secret_is_mounted_and_its_ca_is_the_bundle(rendered: dict[str, l
     assert _tls_volume(manifests) == "my-webhook-tls"
     assert not all_of(manifests, "Job") and not all_of(manifests, "Certificate")
     for kind in CONFIGURATIONS:
-        assert [w["clientConfig"]["caBundle"] for w in find(manifests, kind)["webhooks"]] == [CA_B64]
+        assert {w["clientConfig"]["caBundle"] for w in find(manifests, kind)["webhooks"]} == {CA_B64}
 
 
 # --- monitoring, the kubernetes export, NOTES ------------------------------------------------------
@@ -526,3 +644,30 @@ def test_the_packaged_chart_renders_what_the_folder_does(tmp_path, defaults: lis
     done = helm("template", RELEASE, str(archive), "--namespace", NAMESPACE, "--include-crds")
     assert done.returncode == 0, done.stderr
     assert [d for d in yaml.safe_load_all(done.stdout) if d] == defaults
+
+
+def test_the_reconciler_may_do_what_its_controllers_and_the_virtual_workspace_do(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    grants = granted(rendered["defaults"], RECONCILER)
+    # The aggregator and the quota manager: count the workloads, write the status they own.
+    counted = {("", "pods"), ("apps", "deployments"), ("apps", "replicasets"), ("apps", "statefulsets"),
+               ("batch", "jobs")}  # fmt: skip
+    assert {("list", g, r) for g, r in counted} <= grants
+    for group, resource in (("workload.kcp.io", "synctargets"), ("scheduling.kcp.io", "locations"),
+                            ("tmc.kcp.io", "federatedquotas"), ("", "resourcequotas")):  # fmt: skip
+        assert ("patch", group, f"{resource}/status") in grants
+        assert ("list", group, resource) in grants
+    # The virtual workspace: syncers' tokens and grants checked, what it serves read and written.
+    assert {("create", "authentication.k8s.io", "tokenreviews"),
+            ("create", "authorization.k8s.io", "subjectaccessreviews")} <= grants  # fmt: skip
+    for verb in ("get", "list", "watch", "update", "patch"):
+        assert (verb, "", "configmaps") in grants and (verb, "apps", "deployments") in grants
+    assert ("create", "", "configmaps") not in grants  # a syncer never creates in the workspace
+    assert {("create", "", "pods"), ("delete", "", "persistentvolumes")} <= grants  # the upsyncer does
+    # Without the virtual workspace none of that is granted.
+    minimal = granted(rendered["minimal"], RECONCILER)
+    assert ("create", "authentication.k8s.io", "tokenreviews") not in minimal
+    assert ("list", "", "configmaps") not in minimal
+    # The reconciler polls: no watch outside what the virtual workspace's caches follow.
+    assert {r for v, _, r in minimal if v == "watch"} == {"synctargets", "apiexports", "apiresourceschemas"}

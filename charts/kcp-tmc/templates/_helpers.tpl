@@ -143,6 +143,9 @@ containers:
       tmc-certs rotate "$dir"
     else
       tmc-certs generate --service {{ include "kcp-tmc.webhookName" $root }} --namespace {{ $ns }} --out "$dir" \
+        {{- range (include "kcp-tmc.vwDNSNames" $root | fromJsonArray) }}
+        --dns {{ . }} \
+        {{- end }}
         --ca-days {{ $root.Values.certs.caDays }} --serving-days {{ $root.Values.certs.servingDays }}
     fi
     tmc-certs inject "$dir" --secret {{ $tls }} --ca-secret {{ $ca }}{{ if .inject }} --webhook-configuration {{ include "kcp-tmc.fullname" $root }}{{ end }}
@@ -158,4 +161,28 @@ volumes:
 - name: tmp
   emptyDir:
     sizeLimit: 16Mi
+{{- end -}}
+
+{{/* The virtual workspaces' Service, and the names its serving certificate must hold. */}}
+{{- define "kcp-tmc.vwName" -}}{{ include "kcp-tmc.fullname" . | trunc 45 | trimSuffix "-" }}-virtual-workspace{{- end -}}
+
+{{- define "kcp-tmc.vwDNSNames" -}}
+{{- if .Values.virtualWorkspace.enabled -}}
+{{- $svc := include "kcp-tmc.vwName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- toJson (concat $names .Values.virtualWorkspace.dnsNames | uniq) -}}
+{{- else -}}
+[]
+{{- end -}}
+{{- end -}}
+
+{{/* The base URL a SyncTarget's status.virtualWorkspaces points syncers at. */}}
+{{- define "kcp-tmc.vwURL" -}}
+{{- .Values.virtualWorkspace.url | default (printf "https://%s.%s.svc:%d" (include "kcp-tmc.vwName" .) .Release.Namespace (int .Values.virtualWorkspace.service.port)) -}}
+{{- end -}}
+
+{{/* The webhook pods need API access (a token and a ClusterRole): quota, or rules of the user's. */}}
+{{- define "kcp-tmc.webhookNeedsAPI" -}}
+{{- if or .Values.quota.webhook.enabled .Values.webhook.rbac.rules -}}true{{- end -}}
 {{- end -}}
