@@ -88,7 +88,9 @@ def create_app(config: WebhookConfig | Mapping[str, Any] | None = None) -> Flask
             )
         except ValueError as exc:
             raise WebhookConfigError(f"kubeconfig: {exc}") from exc
-        lookup = api.start(wait=5.0)  # until the caches are filled, reads go to the apiserver
+        # Not waiting for the first lists: until a cache is filled its reads go to the apiserver, so a
+        # worker (a replacement for a killed one too) serves at once even when the apiserver is slow.
+        lookup = api.start()
     reserver = cfg.reserver if cfg.reserver is not None else lookup if isinstance(lookup, ApiLookup) else None
     service = ReviewService(
         engine,

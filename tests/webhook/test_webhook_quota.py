@@ -14,6 +14,7 @@ from kcp_tmc.policies.policy import Reservation
 from kcp_tmc.policies.quantities import parse_quantity
 from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.crds import crd
+from kcp_tmc.webhook.app import EXTENSION
 from kcp_tmc.webhook.config import WebhookConfigError
 from kcp_tmc.webhook.lookup import ApiCallError, ApiLookup, ReservationTimeout
 
@@ -268,6 +269,22 @@ def test_a_bad_kubeconfig_setting_is_refused(make_app: Callable[..., Flask], tmp
         make_app(kubeconfig=str(tmp_path / "missing"))
     with pytest.raises(WebhookConfigError, match="lookup_staleness must be more than 0"):
         make_app(lookup_staleness=0)
+
+
+def test_the_app_starts_without_waiting_for_a_slow_apiserver(
+    api: FakeAPIServer, make_app: Callable[..., Flask]
+) -> None:
+    api.faults.latency(3.0)
+    started = time.monotonic()
+    app = make_app(kubeconfig=api.kubeconfig_path)
+    took = time.monotonic() - started
+    api.faults.latency(0)
+    # The caches' first lists are still in flight (3 s each); the app was ready long before.
+    assert took < 2.0, f"create_app waited {took:.1f} s for the caches"
+    assert app.test_client().get("/healthz").status_code == 200
+    # Let the delayed first lists finish before the server goes away.
+    lookup = app.extensions[EXTENSION].service.lookup
+    assert eventually(lambda: all(i.synced.is_set() for i in lookup.informers.values()))
 
 
 def test_a_scale_write_reads_its_workload_live_and_reserves_the_difference(
