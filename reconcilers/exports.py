@@ -15,4 +15,6 @@ EXPORT_FILE = "kubernetes-export.yaml"
 def kubernetes_export() -> list[dict[str, Any]]:
     """The APIExport ``kubernetes`` followed by its three APIResourceSchemas, as plain dicts."""
     text = (files("kcp_tmc.reconcilers") / EXPORT_FILE).read_text(encoding="utf-8")
-    return [doc for doc in yaml.safe_load_all(text) if doc]
+    # libyaml's safe loader where PyYAML has it: the file is large and read at every start.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return [doc for doc in yaml.load_all(text, Loader=loader) if doc]

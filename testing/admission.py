@@ -54,7 +54,13 @@ import jsonpatch
 
 from kcp_tmc.policies.selectors import Selector, SelectorError, label_selector_from_dict
 from kcp_tmc.testing.types import AdmissionAttributes, AdmissionResult, Object, StoreReader
-from kcp_tmc.testing.webhook_calls import CallError, WebhookCallFailed, post_review, resolve_endpoint
+from kcp_tmc.testing.webhook_calls import (
+    CallError,
+    Connections,
+    WebhookCallFailed,
+    post_review,
+    resolve_endpoint,
+)
 
 __all__ = ["WebhookDispatcher", "status_body"]
 
@@ -158,13 +164,19 @@ class WebhookDispatcher:
     ``store`` reads the webhook configurations and namespaces (it is the fake
     server's store); ``services`` maps ``(namespace, name)`` of a Service
     reference to the ``"host:port"`` where the webhook really listens.  The
-    dispatcher keeps no state between calls, so one instance serves every
-    worker thread of the server.
+    dispatcher keeps nothing between calls but idle keep-alive connections to
+    the webhooks (as kube-apiserver does), so one instance serves every worker
+    thread of the server; :meth:`close` closes those.
     """
 
     def __init__(self, store: StoreReader, *, services: Mapping[tuple[str, str], str] | None = None) -> None:
         self._store = store
         self.services: dict[tuple[str, str], str] = dict(services or {})
+        self.connections = Connections()
+
+    def close(self) -> None:
+        """Closes the idle connections to webhooks."""
+        self.connections.close()
 
     def admit(self, attrs: AdmissionAttributes) -> AdmissionResult:
         """Runs mutating then validating webhooks for one write."""
@@ -344,7 +356,7 @@ class WebhookDispatcher:
         }
         try:
             endpoint = resolve_endpoint(hook.spec.get("clientConfig") or {}, self.services)
-            answer = post_review(endpoint, review, hook.timeout)
+            answer = post_review(endpoint, review, hook.timeout, self.connections)
         except CallError as err:
             raise _CallFailed(
                 f'failed calling webhook "{hook.name}": failed to call webhook: {err}'

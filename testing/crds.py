@@ -28,6 +28,8 @@ __all__ = ["CRDNotFoundError", "CRDServer", "all_crds", "crd", "crd_names", "ins
 
 _PACKAGE = "kcp_tmc.policies"
 _FOLDER = "crds"
+#: libyaml's safe loader where PyYAML has it (the CRD files are large).
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class CRDNotFoundError(LookupError):
@@ -48,7 +50,7 @@ def _load() -> tuple[dict[str, Any], ...]:
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if not entry.name.endswith(".yaml"):
             continue
-        for doc in yaml.safe_load_all(entry.read_text(encoding="utf-8")):
+        for doc in yaml.load_all(entry.read_text(encoding="utf-8"), Loader=_LOADER):
             # A chart file may hold several documents, and an empty one between separators.
             if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                 found.append(doc)

@@ -193,6 +193,7 @@ class FakeAPIServer:
         self.authorizer = Authorizer(rules)
         self.rest = Rest(self.store, self.authorizer, self.tokens, self.counters, self.write_log, self.faults)
         self._admission_choice = admission
+        self._hook: Any = None
         self._workers = workers
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -250,6 +251,7 @@ class FakeAPIServer:
         if hook is not None:
             admit = getattr(hook, "admit", hook)
             self.rest.admission = admit
+        self._hook = hook
         self._tmpdir = tempfile.mkdtemp(prefix="fake-apiserver-")
         certs = serving_certs()
         with open(self.ca_path, "wb") as handle:
@@ -336,6 +338,9 @@ class FakeAPIServer:
             thread.join(timeout=10)
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
+        close = getattr(self._hook, "close", None)
+        if callable(close):
+            close()  # the admission hook's idle connections to webhooks
         self._thread = None
         self._loop = None
         self._executor = None

@@ -14,21 +14,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import http.client
 import ipaddress
 import json
 import math
+import select
 import socket
 import ssl
+import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 
-__all__ = ["CallError", "Endpoint", "WebhookCallFailed", "post_review", "resolve_endpoint"]
+__all__ = ["CallError", "Connections", "Endpoint", "WebhookCallFailed", "post_review", "resolve_endpoint"]
 
 
 class WebhookCallFailed(Exception):
@@ -109,6 +113,7 @@ def _timeout_param(seconds: float) -> str:
     return f"{max(1, math.ceil(seconds))}s"
 
 
+@functools.lru_cache(maxsize=64)
 def _tls_context(ca_pem: bytes | None) -> ssl.SSLContext:
     context = ssl.create_default_context() if ca_pem is None else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if ca_pem is not None:
@@ -171,12 +176,101 @@ def _verify_error_text(err: ssl.SSLCertVerificationError) -> str:
     return "x509: certificate signed by unknown authority"
 
 
-def post_review(endpoint: Endpoint, review: Mapping[str, Any], timeout: float) -> dict[str, Any]:
+#: Idle connections kept per webhook address, as kube-apiserver's transport keeps them.
+MAX_IDLE_PER_HOST = 25
+#: An idle connection older than this is closed instead of reused (Go's ``IdleConnTimeout``).
+IDLE_TIMEOUT = 90.0
+
+_PoolKey = tuple[str, int, str, bytes | None]
+
+
+class Connections:
+    """Keep-alive TLS connections to webhooks, reused across calls as kube-apiserver reuses them.
+
+    A pool per (address, TLS name, CA bundle): a changed ``caBundle`` dials anew, as the
+    apiserver's client cache is keyed by the whole client configuration.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[_PoolKey, list[tuple[float, ssl.SSLSocket]]] = {}
+        self._closed = False
+        # A dispatcher dropped without close() still closes its connections when collected.
+        weakref.finalize(self, _close_idle, self._lock, self._idle)
+
+    @staticmethod
+    def key(endpoint: Endpoint) -> _PoolKey:
+        return (endpoint.host, endpoint.port, endpoint.server_name, endpoint.ca_pem)
+
+    def take(self, key: _PoolKey) -> ssl.SSLSocket | None:
+        """An idle connection still open, or None."""
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                idle = self._idle.get(key)
+                if not idle:
+                    return None
+                since, tls = idle.pop()
+            # Readable while idle means the server closed it (or sent junk): never reuse that.
+            if now - since < IDLE_TIMEOUT and not select.select([tls], [], [], 0)[0]:
+                return tls
+            tls.close()
+
+    def give(self, key: _PoolKey, tls: ssl.SSLSocket) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if not self._closed and len(idle) < MAX_IDLE_PER_HOST:
+                idle.append((time.monotonic(), tls))
+                return
+        tls.close()
+
+    def close(self) -> None:
+        """Closes every idle connection; later calls dial and close their own."""
+        with self._lock:
+            self._closed = True
+        _close_idle(self._lock, self._idle)
+
+
+def _close_idle(lock: threading.Lock, idle: dict[_PoolKey, list[tuple[float, ssl.SSLSocket]]]) -> None:
+    with lock:
+        entries = [tls for kept in idle.values() for _, tls in kept]
+        idle.clear()
+    for tls in entries:
+        tls.close()
+
+
+def post_review(
+    endpoint: Endpoint, review: Mapping[str, Any], timeout: float, pool: Connections | None = None
+) -> dict[str, Any]:
     """POSTs ``review`` and returns the decoded JSON answer; raises :class:`WebhookCallFailed`.
 
     ``timeout`` bounds the whole call (connect, TLS, request, response), like the
-    context deadline the apiserver puts on each webhook call.
+    context deadline the apiserver puts on each webhook call.  With ``pool``, a kept
+    connection is used when there is one; one the server closed before answering is
+    retried once on a new connection, as Go's transport does for a reused connection.
     """
+    if pool is not None:
+        key = pool.key(endpoint)
+        kept = pool.take(key)
+        if kept is not None:
+            try:
+                return _post(endpoint, review, timeout, pool, kept)
+            except _StaleConnection:
+                pass
+    return _post(endpoint, review, timeout, pool, None)
+
+
+class _StaleConnection(Exception):
+    """A reused connection closed by the server before any byte of the answer."""
+
+
+def _post(
+    endpoint: Endpoint,
+    review: Mapping[str, Any],
+    timeout: float,
+    pool: Connections | None,
+    kept: ssl.SSLSocket | None,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     query = "timeout=" + _timeout_param(timeout)
     base = urllib.parse.urlsplit(endpoint.url)
@@ -197,35 +291,27 @@ def post_review(endpoint: Endpoint, review: Mapping[str, Any], timeout: float) -
         return left
 
     conn = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=timeout)
+    keep = False
     try:
-        raw = socket.create_connection((endpoint.host, endpoint.port), timeout=remaining())
-        try:
-            # SNI and verification use the name the apiserver would check, not the dialled address.
-            sni = None if _is_ip(endpoint.server_name) else endpoint.server_name
-            tls = context.wrap_socket(raw, server_hostname=sni)
-        except ssl.SSLCertVerificationError as err:
-            raw.close()
-            raise CallError(
-                prefix + "tls: failed to verify certificate: " + _verify_error_text(err)
-            ) from None
-        except BaseException:
-            raw.close()
-            raise
+        tls = kept if kept is not None else _dial(endpoint, context, prefix, remaining())
         conn.sock = tls
-        der = tls.getpeercert(binary_form=True) or b""
-        if (mismatch := _hostname_error(der, endpoint.server_name)) is not None:
-            raise CallError(prefix + "tls: failed to verify certificate: " + mismatch)
         tls.settimeout(remaining())
-        conn.putrequest("POST", request_path, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", base.netloc)
-        conn.putheader("Content-Type", "application/json")
-        conn.putheader("Accept", "application/json, */*")
-        conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders(body)
-        tls.settimeout(remaining())
-        response = conn.getresponse()
+        try:
+            conn.putrequest("POST", request_path, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", base.netloc)
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Accept", "application/json, */*")
+            conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            tls.settimeout(remaining())
+            response = conn.getresponse()
+        except (ConnectionError, ssl.SSLEOFError, ssl.SSLZeroReturnError, http.client.BadStatusLine):
+            if kept is None:
+                raise
+            raise _StaleConnection from None
         tls.settimeout(remaining())
         data = response.read()
+        keep = pool is not None and not response.will_close
     except TimeoutError:
         raise CallError(prefix + "context deadline exceeded") from None
     except ConnectionRefusedError:
@@ -237,8 +323,31 @@ def post_review(endpoint: Endpoint, review: Mapping[str, Any], timeout: float) -
     except (OSError, http.client.HTTPException) as err:
         raise CallError(prefix + (str(err) or type(err).__name__)) from None
     finally:
+        if keep and pool is not None:
+            conn.sock = None  # the connection stays open for the next call
+            pool.give(pool.key(endpoint), tls)
         conn.close()
     return _decode(response, data)
+
+
+def _dial(endpoint: Endpoint, context: ssl.SSLContext, prefix: str, timeout: float) -> ssl.SSLSocket:
+    """A new TLS connection to ``endpoint``, its certificate checked for the name the apiserver uses."""
+    raw = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
+    try:
+        # SNI and verification use the name the apiserver would check, not the dialled address.
+        sni = None if _is_ip(endpoint.server_name) else endpoint.server_name
+        tls = context.wrap_socket(raw, server_hostname=sni)
+    except ssl.SSLCertVerificationError as err:
+        raw.close()
+        raise CallError(prefix + "tls: failed to verify certificate: " + _verify_error_text(err)) from None
+    except BaseException:
+        raw.close()
+        raise
+    der = tls.getpeercert(binary_form=True) or b""
+    if (mismatch := _hostname_error(der, endpoint.server_name)) is not None:
+        tls.close()
+        raise CallError(prefix + "tls: failed to verify certificate: " + mismatch)
+    return tls
 
 
 def _decode(response: http.client.HTTPResponse, data: bytes) -> dict[str, Any]:

@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "kcp-tmc"
 RELEASE, NAMESPACE = "kcp-tmc", "tmc-system"
 Manifest = dict[str, Any]
+#: libyaml's safe loader where PyYAML has it: a rendered chart parses in a tenth of the time.
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def tool(name: str) -> str | None:
@@ -51,7 +53,8 @@ def render_text(*sets: str, values: Sequence[Path] = (), release: str = RELEASE)
 
 
 def render(*sets: str, values: Sequence[Path] = (), release: str = RELEASE) -> list[Manifest]:
-    return [doc for doc in yaml.safe_load_all(render_text(*sets, values=values, release=release)) if doc]
+    text = render_text(*sets, values=values, release=release)
+    return [doc for doc in yaml.load_all(text, Loader=SAFE_LOADER) if doc]
 
 
 def find(manifests: Iterable[Manifest], kind: str, name: str | None = None) -> Manifest:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from kcp_tmc.testing.envtest import EnvtestUnavailable, RealAPIServer
-from tests.charts.chart_kit import CHART, NAMESPACE, RELEASE, find, tool
+from tests.charts.chart_kit import CHART, NAMESPACE, RELEASE, SAFE_LOADER, find, tool
 from tests.charts.test_chart_render import FOREIGN_KINDS, VARIANTS, render
 from tests.reconcilers.reconciler_processes import crds
 
@@ -79,7 +79,7 @@ def test_an_upgrade_keeps_the_bundle_the_certificate_job_injected(
         capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "HOME": str(tmp_path)},
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    manifests = [d for d in yaml.safe_load_all(done.stdout) if d]
+    manifests = [d for d in yaml.load_all(done.stdout, Loader=SAFE_LOADER) if d]
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
         hooks = find(manifests, kind)["webhooks"]
         assert {h["clientConfig"]["caBundle"] for h in hooks} == {secret["data"]["ca.crt"]}

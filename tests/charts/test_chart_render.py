@@ -23,6 +23,7 @@ from tests.charts.chart_kit import (
     NAMESPACE,
     RELEASE,
     REPO,
+    SAFE_LOADER,
     Manifest,
     all_of,
     find,
@@ -617,7 +618,9 @@ def test_the_kubernetes_export_is_rendered_from_the_reconcilers_file(
     rendered: dict[str, list[Manifest]],
 ) -> None:
     source = [
-        d for d in yaml.safe_load_all((REPO / "reconcilers" / "kubernetes-export.yaml").read_text()) if d
+        d
+        for d in yaml.load_all((REPO / "reconcilers" / "kubernetes-export.yaml").read_text(), SAFE_LOADER)
+        if d
     ]
     exported = [copy.deepcopy(m) for m in rendered["defaults"] if m["apiVersion"].startswith("apis.kcp.io/")]
     for manifest in exported:
@@ -643,7 +646,7 @@ def test_the_packaged_chart_renders_what_the_folder_does(tmp_path, defaults: lis
     (archive,) = tmp_path.glob("kcp-tmc-*.tgz")
     done = helm("template", RELEASE, str(archive), "--namespace", NAMESPACE, "--include-crds")
     assert done.returncode == 0, done.stderr
-    assert [d for d in yaml.safe_load_all(done.stdout) if d] == defaults
+    assert [d for d in yaml.load_all(done.stdout, Loader=SAFE_LOADER) if d] == defaults
 
 
 def test_the_reconciler_may_do_what_its_controllers_and_the_virtual_workspace_do(

@@ -21,6 +21,7 @@ from kcp_tmc.certs.generate import issue_for_names, new_ca, new_key
 from kcp_tmc.testing.stub_webhook import RawReply, StubWebhook, allow, deny
 from kcp_tmc.testing.webhook_calls import (
     CallError,
+    Connections,
     Endpoint,
     WebhookCallFailed,
     _dns_match,
@@ -271,3 +272,98 @@ def test_stub_helpers(stub: StubWebhook) -> None:
 def test_stub_port_before_start() -> None:
     with pytest.raises(RuntimeError, match="never started"):
         _ = StubWebhook().port
+
+
+# --- keep-alive connections, as kube-apiserver keeps them -------------------------------------------
+
+
+def test_a_pool_reuses_one_connection_until_it_is_closed(stub: StubWebhook) -> None:
+    ep, pool = endpoint(stub, "/pooled"), Connections()
+    key = pool.key(ep)
+    assert post_review(ep, REVIEW, 2, pool)["response"]["uid"] == "u-1"
+    first = pool.take(key)
+    assert first is not None
+    pool.give(key, first)
+    assert post_review(ep, REVIEW, 2, pool)["response"]["uid"] == "u-1"
+    again = pool.take(key)
+    assert again is first  # the second call went over the first call's connection
+    pool.give(key, again)
+    pool.close()
+    assert again.fileno() == -1
+    assert pool.take(key) is None
+    # A closed pool still calls, on a connection of the call's own that it then closes.
+    assert post_review(ep, REVIEW, 2, pool)["response"]["uid"] == "u-1"
+    assert pool.take(key) is None
+
+
+def test_a_connection_the_webhook_closed_while_idle_is_not_reused(stub: StubWebhook) -> None:
+    ep, pool = endpoint(stub, "/idle-closed"), Connections()
+    key = pool.key(ep)
+    post_review(ep, REVIEW, 2, pool)
+    kept = pool.take(key)
+    assert kept is not None
+    pool.give(key, kept)
+    # The stub ends idle connections after 5 s; here the end is forced on the client's socket.
+    kept.shutdown(socket.SHUT_RDWR)
+    assert pool.take(key) is None
+    assert kept.fileno() == -1
+    pool.close()
+
+
+def test_a_kept_connection_closed_before_the_answer_is_retried_once_on_a_new_one(tmp_path: Any) -> None:
+    """The first connection answers one review, then closes on the next without a byte of answer;
+    the call goes out again on a new connection, as Go's transport retries a reused connection."""
+    ca = new_ca("keep")
+    pair = issue_for_names(ca, common_name="x", dns=["localhost"], ips=["127.0.0.1"], days=1)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    (tmp_path / "c").write_bytes(pair.cert_pem)
+    (tmp_path / "k").write_bytes(pair.key_pem)
+    context.load_cert_chain(tmp_path / "c", tmp_path / "k")
+    answer = json.dumps({**REVIEW, "response": {"uid": "u-1", "allowed": True}}).encode()
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(answer),
+        answer,
+    )
+    accepted: list[int] = []
+
+    def read_request(tls: ssl.SSLSocket) -> bool:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = tls.recv(65536)
+            if not chunk:
+                return False
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(
+            next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+        )
+        while len(body) < length:
+            body += tls.recv(65536)
+        return True
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            for number in range(2):
+                conn, _ = listener.accept()
+                accepted.append(number)
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    read_request(tls)
+                    tls.sendall(reply)
+                    if number == 0:
+                        read_request(tls)  # the second review, on the kept connection: no answer
+                    else:
+                        tls.recv(1)  # until the client closes
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        ep = Endpoint(f"https://127.0.0.1:{port}/", "127.0.0.1", port, "127.0.0.1", "/", ca.cert_pem)
+        pool = Connections()
+        assert post_review(ep, REVIEW, 5, pool)["response"]["allowed"] is True
+        assert post_review(ep, REVIEW, 5, pool)["response"]["allowed"] is True
+        pool.close()
+        thread.join(5)
+    assert accepted == [0, 1]
