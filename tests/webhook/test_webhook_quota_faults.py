@@ -83,10 +83,18 @@ def killer(servers: list[Server], rng: random.Random, stop: threading.Event, kil
 
 
 def recompute(api: Any) -> int:
-    """One quota-manager cycle over the apiserver; the ``overallUsed`` CPU it then reads."""
+    """Quota-manager cycles over the apiserver until one has nothing left to do; the ``overallUsed``
+    CPU it then reads.  A real apiserver may answer 429 with Retry-After while a watch cache
+    (re)initializes: the manager retries when told, as it does in production."""
     with KubeClient.from_kubeconfig_file(api.kubeconfig_path, timeout=10.0) as kube:
         engine = Engine(kube, [QuotaController(workloads=WorkloadUsage())])
-        assert engine.run_cycle()
+        deadline = time.monotonic() + 30
+        while True:
+            assert engine.run_cycle()
+            if engine.settled:
+                break
+            assert time.monotonic() < deadline, "the quota manager never settled"
+            time.sleep(0.2)
     return int(used_now(api))
 
 
