@@ -26,7 +26,7 @@ from typing import Any
 
 from kcp_tmc.testing import errors
 
-__all__ = ["MAGIC", "MEDIA_TYPE", "ProtobufError", "decode", "go_duration", "known_kinds"]
+__all__ = ["MAGIC", "MEDIA_TYPE", "ProtobufError", "decode", "envelope", "field", "go_duration", "known_kinds"]
 
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -283,3 +283,26 @@ def decode(body: bytes, api_version: str, kind: str) -> dict[str, Any]:
         reason = str(exc) if isinstance(exc, ProtobufError) else f"proto: {exc}"
         raise errors.bad_request(f'{sent_kind} in version "{version}" cannot be handled as a {kind}: {reason}') from exc
     return {"kind": sent_kind, "apiVersion": type_meta.get(1, ""), **obj}
+
+
+def field(number: int, value: bytes | str | int) -> bytes:
+    """One encoded field (bytes and text length-delimited, ints as varints), to build bodies in tests."""
+    if isinstance(value, int):
+        return _encode_varint(number << 3 | _VARINT) + _encode_varint(value & ((1 << 64) - 1))
+    data = value.encode() if isinstance(value, str) else value
+    return _encode_varint(number << 3 | _BYTES) + _encode_varint(len(data)) + data
+
+
+def envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+    """A protobuf request body as client-go sends it: magic, then ``runtime.Unknown``."""
+    type_meta = field(1, api_version) + field(2, kind)
+    return MAGIC + field(1, type_meta) + field(2, raw) + field(3, b"") + field(4, b"")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
