@@ -26,7 +26,16 @@ from typing import Any
 
 from kcp_tmc.testing import errors
 
-__all__ = ["MAGIC", "MEDIA_TYPE", "ProtobufError", "decode", "envelope", "field", "go_duration", "known_kinds"]
+__all__ = [
+    "MAGIC",
+    "MEDIA_TYPE",
+    "ProtobufError",
+    "decode",
+    "envelope",
+    "field",
+    "go_duration",
+    "known_kinds",
+]
 
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -193,7 +202,8 @@ def _value(shape: dict[str, Any], wire: int, value: Any) -> Any:
 
 
 def _zero(value: Any) -> bool:
-    return value is None or value == "" or value == 0 or value is False or value == [] or value == {}
+    # None, "", 0, false, [] and {}: what Go's zero values decode to.
+    return not value
 
 
 def _message(name: str, data: bytes) -> dict[str, Any]:
@@ -281,7 +291,9 @@ def decode(body: bytes, api_version: str, kind: str) -> dict[str, Any]:
         obj = _message(message, bytes(envelope.get(2, b"")))
     except (ProtobufError, UnicodeDecodeError, ValueError) as exc:
         reason = str(exc) if isinstance(exc, ProtobufError) else f"proto: {exc}"
-        raise errors.bad_request(f'{sent_kind} in version "{version}" cannot be handled as a {kind}: {reason}') from exc
+        raise errors.bad_request(
+            f'{sent_kind} in version "{version}" cannot be handled as a {kind}: {reason}'
+        ) from exc
     return {"kind": sent_kind, "apiVersion": type_meta.get(1, ""), **obj}
 
 

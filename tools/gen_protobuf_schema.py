@@ -51,6 +51,8 @@ ROOTS: tuple[tuple[str, str, str], ...] = (
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", f"{API}/rbac/v1"),
     ("rbac.authorization.k8s.io/v1", "Role", f"{API}/rbac/v1"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding", f"{API}/rbac/v1"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", f"{API}/admissionregistration/v1"),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", f"{API}/admissionregistration/v1"),
     ("autoscaling/v1", "Scale", f"{API}/autoscaling/v1"),
     ("v1", "DeleteOptions", f"{MACHINERY}/pkg/apis/meta/v1"),
 )
@@ -169,7 +171,11 @@ class Generator:
             return {"t": "bytes"}
         if go_type.startswith("map["):
             key, value = go_type[4:].split("]", 1)
-            return {"t": "map", "k": self.describe(key, package, imports), "v": self.describe(value, package, imports)}
+            return {
+                "t": "map",
+                "k": self.describe(key, package, imports),
+                "v": self.describe(value, package, imports),
+            }
         if go_type.startswith("[]"):
             # A named slice type becomes a wrapper message {repeated items = 1} on the wire.
             return {"t": "wrapper", "v": self.describe(go_type[2:], package, imports)}
@@ -193,7 +199,8 @@ class Generator:
             return
         owner, name = full.rsplit(".", 1)
         source = self.package(owner)
-        assert source is not None  # describe() checked
+        if source is None:
+            raise SystemExit(f"type {full} is in a package this script does not read")
         fields, imports = source.structs[name]
         described: dict[str, Any] = {}
         self.messages[full] = described

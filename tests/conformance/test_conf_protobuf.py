@@ -71,7 +71,15 @@ def test_protobuf_configmap_is_created(backend: Backend, namespace: str) -> None
             'ConfigMap in version "v1" cannot be handled as a ConfigMap: unexpected EOF',
         ),
     ],
-    ids=["empty", "no-magic", "truncated-envelope", "other-kind", "other-group", "unknown-kind", "bad-object"],
+    ids=[
+        "empty",
+        "no-magic",
+        "truncated-envelope",
+        "other-kind",
+        "other-group",
+        "unknown-kind",
+        "bad-object",
+    ],
 )
 def test_protobuf_refusals(backend: Backend, namespace: str, body: bytes, message: str) -> None:
     refused = post(backend, f"/api/v1/namespaces/{namespace}/configmaps", body)
@@ -107,20 +115,28 @@ def venv_kubectl() -> Path:
 def run_kubectl(backend: Backend, *args: str) -> subprocess.CompletedProcess[str]:
     with tempfile.TemporaryDirectory(prefix="kcp-tmc-kubectl-") as home:
         env = {**os.environ, "KUBECONFIG": str(backend.server.kubeconfig_path), "HOME": home}
-        return subprocess.run(  # noqa: S603 (fixed argv, no shell)
+        return subprocess.run(
             [str(venv_kubectl()), *args], env=env, capture_output=True, text=True, timeout=60, check=False
         )
 
 
 GENERATORS = {
-    "deployment": (["deployment", "web", "--image=nginx", "--replicas=2", "--port=80"], "apps/v1", "deployments"),
+    "deployment": (
+        ["deployment", "web", "--image=nginx", "--replicas=2", "--port=80"],
+        "apps/v1",
+        "deployments",
+    ),
     "configmap": (["configmap", "cfg", "--from-literal=a=1", "--from-literal=b=two"], "v1", "configmaps"),
     "secret": (["secret", "generic", "sec", "--from-literal=token=s3cr3t"], "v1", "secrets"),
     "service": (["service", "clusterip", "svc", "--tcp=80:8080"], "v1", "services"),
     "job": (["job", "once", "--image=busybox", "--", "date"], "batch/v1", "jobs"),
     "cronjob": (["cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *"], "batch/v1", "cronjobs"),
     "serviceaccount": (["serviceaccount", "robot"], "v1", "serviceaccounts"),
-    "role": (["role", "reader", "--verb=get,list", "--resource=pods"], "rbac.authorization.k8s.io/v1", "roles"),
+    "role": (
+        ["role", "reader", "--verb=get,list", "--resource=pods"],
+        "rbac.authorization.k8s.io/v1",
+        "roles",
+    ),
     "quota": (["quota", "q", "--hard=pods=10,requests.cpu=2"], "v1", "resourcequotas"),
 }
 SERVER_SET = ("uid", "creationTimestamp", "managedFields", "resourceVersion")
@@ -147,13 +163,17 @@ def prune(value: Any) -> Any:
 
 
 @pytest.mark.parametrize("generator", sorted(GENERATORS))
-def test_kubectl_protobuf_create_matches_json_create(backend: Backend, namespace: str, generator: str) -> None:
+def test_kubectl_protobuf_create_matches_json_create(
+    backend: Backend, namespace: str, generator: str
+) -> None:
     args, api_version, plural = GENERATORS[generator]
     printed = run_kubectl(backend, "create", "-n", namespace, "--dry-run=client", "-o", "json", *args)
     assert printed.returncode == 0, printed.stderr
     prefix = "/api" if api_version == "v1" else "/apis"
     as_json = backend.http(
-        "POST", f"{prefix}/{api_version}/namespaces/{namespace}/{plural}?dryRun=All", json.loads(printed.stdout)
+        "POST",
+        f"{prefix}/{api_version}/namespaces/{namespace}/{plural}?dryRun=All",
+        json.loads(printed.stdout),
     )
     assert as_json.status == 201, as_json.body
     as_protobuf = run_kubectl(backend, "create", "-n", namespace, "--dry-run=server", "-o", "json", *args)
@@ -172,5 +192,8 @@ def test_kubectl_protobuf_writes(backend: Backend, namespace: str) -> None:
     assert deploy.returncode == 0, deploy.stderr
     scaled = run_kubectl(backend, "scale", "deployment", "web", "--replicas=3", "-n", namespace)
     assert scaled.returncode == 0, scaled.stderr
-    assert backend.http("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/web").body["spec"]["replicas"] == 3
+    assert (
+        backend.http("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/web").body["spec"]["replicas"]
+        == 3
+    )
     backend.http("DELETE", f"/api/v1/namespaces/{name}")
