@@ -232,7 +232,13 @@ def _message(name: str, data: bytes) -> dict[str, Any]:
         # Go's encoder: omitempty drops zero scalars, empty slices and maps (never structs, never
         # set pointers); omitzero drops zero values of any kind but set pointers.
         key = field["n"]
-        if key not in out or field.get("ptr") or not _zero(out[key]):
+        if key not in out:
+            if not (field.get("ptr") or field.get("oe") or field.get("oz") or field.get("inline")) and (
+                field.get("rep") or field["t"] in ("map", "bytes")
+            ):
+                out[key] = None  # a nil slice or map without omitempty prints as null
+            continue
+        if field.get("ptr") or not _zero(out[key]):
             continue
         if field.get("oz") or (field.get("oe") and (field.get("rep") or field["t"] in _OMITTABLE)):
             del out[key]

@@ -211,12 +211,13 @@ GENERATED = [
     ["job", "once", "--image=busybox", "--", "date"],
     ["cronjob", "tick", "--image=busybox", "--schedule=*/5 * * * *"],
     ["clusterrole", "pb-reader", "--verb=get", "--resource=pods", "--resource-name=a"],
+    ["clusterrole", "pb-agg", "--aggregation-rule=x.example.com/agg=true"],  # "rules": null
     ["clusterrolebinding", "pb-bind", "--clusterrole=view", "--user=alice", "--serviceaccount=default:x"],
 ]
 
 
 @needs_kubectl
-@pytest.mark.parametrize("args", GENERATED, ids=lambda args: args[0])
+@pytest.mark.parametrize("args", GENERATED, ids=lambda args: f"{args[0]}-{args[1]}")
 def test_decoded_kubectl_bodies_equal_kubectl_json(
     api: FakeAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
 ) -> None:
