@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fakeapi_support import SYNC_TARGET_CRD, crd
 
-from kcp_tmc.testing import FakeAPIServer, protobuf
+from kcp_tmc.testing import FakeAPIServer, errors, protobuf
 from kcp_tmc.testing.errors import StatusError
 from kcp_tmc.testing.protobuf import MEDIA_TYPE, decode, envelope, field, go_duration
 from kcp_tmc.testing.resources import BUILTINS
@@ -248,3 +248,29 @@ def test_decoded_kubectl_bodies_equal_kubectl_json(
     printed = json.loads(kubectl("--dry-run=client", "-o", "json"))
     kubectl("--dry-run=server", "-o", "name")
     assert seen == [printed]
+
+
+@needs_kubectl
+def test_kubectl_never_retries_protobuf_as_json_after_415(
+    api: FakeAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why the fake must read protobuf: client-go's only 415 fallback is for CBOR, not protobuf."""
+
+    def refuse(body: bytes, api_version: str, kind: str) -> dict[str, Any]:
+        raise errors.unsupported_media_type(["application/json", "application/yaml"])
+
+    monkeypatch.setattr(protobuf, "decode", refuse)
+    api.counters.reset()
+    env = {**os.environ, "KUBECONFIG": api.kubeconfig_path, "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [str(KUBECTL), "create", "configmap", "refused", "--from-literal=a=1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "the body of the request was in an unknown format" in done.stderr
+    assert api.counters.requests(verb="create", resource="configmaps") == 1
+    assert api.get("v1", "configmaps", "refused", "default") is None
