@@ -30,7 +30,7 @@ from kcp_tmc.policies.selectors import (
     parse_selector,
 )
 from kcp_tmc.policies.validation import is_dns1123_label, is_dns1123_subdomain
-from kcp_tmc.testing import errors, patching, schema
+from kcp_tmc.testing import errors, patching, protobuf, schema
 from kcp_tmc.testing.auth import Authorizer, User, access_review, token_review
 from kcp_tmc.testing.errors import FieldError, StatusError
 from kcp_tmc.testing.fieldlabels import FieldFilter, FieldLabelError, field_filter
@@ -93,13 +93,36 @@ class Reply:
     warnings: list[str] = field(default_factory=list)
 
 
+#: What kube-apiserver lists when it refuses a body's media type (custom resources included).
+BODY_MEDIA_TYPES = ["application/json", "application/yaml", protobuf.MEDIA_TYPE]
+
+
+def body_kind(call: Call) -> tuple[str, str]:
+    """``(apiVersion, kind)`` of the object a request body must hold."""
+    if call.verb in ("delete", "deletecollection"):
+        return "v1", "DeleteOptions"
+    if call.subresource == "scale":
+        return "autoscaling/v1", "Scale"
+    info = call.info
+    return (f"{info.group}/{info.version}" if info.group else info.version), info.kind
+
+
 def decode_body(call: Call) -> Any:
-    """JSON (or YAML) of the request body; 400 when it does not parse."""
+    """The request body as JSON (sent as JSON, YAML or protobuf); 400 when it does not parse."""
+    media_type = call.content_type.split(";")[0].strip().lower()
+    if media_type == protobuf.MEDIA_TYPE:
+        api_version, kind = body_kind(call)
+        if call.info.custom or f"{api_version}/{kind}" not in protobuf.known_kinds():
+            # Custom resources have no protobuf form (client-go never sends them so).
+            raise errors.unsupported_media_type(BODY_MEDIA_TYPES[:2])
+        return protobuf.decode(call.body, api_version, kind)
+    if media_type not in ("application/json", "application/yaml", ""):
+        raise errors.unsupported_media_type(BODY_MEDIA_TYPES)
     if not call.body:
         return None
     text = call.body.decode("utf-8", errors="replace")
     try:
-        if "yaml" in call.content_type:
+        if "yaml" in media_type:
             return yaml.load(text, Loader=JsonLoader)  # noqa: S506 (JsonLoader is a SafeLoader subclass)
         return json.loads(text)
     except (ValueError, yaml.YAMLError) as exc:

@@ -8,6 +8,8 @@ Dockerfile to that and to the chart, which starts the console scripts by name.
 from __future__ import annotations
 
 import configparser
+import fnmatch
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -133,3 +135,100 @@ def test_the_parser_rejects_an_unnamed_stage() -> None:
     args, stages = parse("ARG X=1\nFROM a AS b\n# c\nRUN x \\\n  y\n")
     assert args == {"X": "1"}
     assert stages[0].all("RUN") == ["x y"]
+
+
+def _console_scripts() -> set[str]:
+    declared = configparser.ConfigParser()
+    declared.read(REPO / "setup.cfg", encoding="utf-8")
+    lines = declared["options.entry_points"]["console_scripts"].strip().splitlines()
+    return {line.split("=")[0].strip() for line in lines}
+
+
+def _exec_form(args: str) -> list[str]:
+    parsed = json.loads(args)
+    assert isinstance(parsed, list) and all(isinstance(word, str) for word in parsed), args
+    return parsed
+
+
+def test_hadolint_style_rules() -> None:
+    # The hadolint rules that apply to this file, checked here because no linter binary is installed.
+    _, stages = _stages()
+    for index, stage in enumerate(stages):
+        keywords = [kw for kw, _ in stage.instructions]
+        assert "ADD" not in keywords, "DL3020: COPY, not ADD"
+        assert "MAINTAINER" not in keywords, "DL4000: MAINTAINER is deprecated"
+        assert all(path.startswith("/") for path in stage.all("WORKDIR")), "DL3000: absolute WORKDIR"
+        assert keywords.count("CMD") <= 1 and keywords.count("ENTRYPOINT") <= 1, "DL4003/DL4004"
+        for command in stage.all("RUN"):
+            assert not re.search(r"(^|&&|;)\s*cd\s", command), f"DL3003: WORKDIR, not cd: {command}"
+            assert not re.search(r"\bsudo\b", command), f"DL3004: no sudo: {command}"
+            if re.search(r"\bpip\b.*\binstall\b", command):
+                env = " ".join(stage.all("ENV"))
+                assert "PIP_NO_CACHE_DIR=1" in env or "--no-cache-dir" in command, "DL3042: no pip cache"
+        for program in stage.all("CMD") + stage.all("ENTRYPOINT"):
+            _exec_form(program)  # DL3025: exec form, so signals reach the process
+        for copy in stage.all("COPY"):
+            source = re.match(r"--from=(\S+)", copy)
+            if source:  # DL3022/DL3023: an earlier stage, never this one
+                assert source.group(1) in [s.name for s in stages[:index]], copy
+    base = _stages()[0]["PYTHON_IMAGE"]
+    assert ":" in base and not base.endswith(":latest"), "DL3006/DL3007: a pinned tag"
+
+
+def test_the_default_command_is_a_console_script_the_wheel_installs_on_path() -> None:
+    _, (build, final) = _stages()
+    (command,) = final.all("CMD")
+    program = _exec_form(command)[0]
+    assert program in _console_scripts()
+    assert final.all("ENTRYPOINT") == []  # the chart's `command:` replaces the program, not its arguments
+    # The build stage's smoke run is a console script too, from the venv the final stage copies.
+    smoke = re.findall(r"/opt/kcp-tmc/bin/(tmc-[a-z-]+)", " && ".join(build.all("RUN")))
+    assert smoke and set(smoke) <= _console_scripts()
+
+
+def _ignored(relative: str, patterns: list[str]) -> bool:
+    """Whether docker leaves ``relative`` out of the context (its patterns match a path or a parent)."""
+    parts = relative.split("/")
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        glob = pattern.removeprefix("!").strip("/")
+        for depth in range(1, len(parts) + 1):
+            candidate = "/".join(parts[:depth])
+            if (
+                fnmatch.fnmatchcase(candidate, glob)
+                or (glob.startswith("**/") and fnmatch.fnmatchcase(candidate, glob[3:]))
+                or (glob.startswith("**/") and fnmatch.fnmatchcase(parts[depth - 1], glob[3:]))
+            ):
+                excluded = not negate
+                break
+    return excluded
+
+
+def test_the_build_context_keeps_every_file_the_wheel_is_built_from() -> None:
+    # kcp_tmc.policies.crds is charts/kcp-tmc/crds: ignoring "charts" would ship a wheel without CRDs.
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    declared = configparser.ConfigParser()
+    declared.read(REPO / "setup.cfg", encoding="utf-8")
+    folders = [line.split("=")[1].strip() for line in declared["options"]["package_dir"].strip().splitlines()]
+    needed = [
+        "setup.cfg",
+        "pyproject.toml",
+        declared["metadata"]["long_description"].removeprefix("file:").strip(),
+    ]
+    for folder in folders:
+        needed += [
+            str(path.relative_to(REPO))
+            for path in (REPO / folder).iterdir()
+            if path.is_file() and path.suffix in (".py", ".json", ".yaml", ".typed")
+        ]
+    assert len(needed) > 3 + len(folders)
+    assert [path for path in needed if _ignored(path, patterns)] == []
+    # The patterns do leave out what they should.
+    assert _ignored(".venv/bin/python", patterns)
+    assert _ignored("testing/__pycache__/x.pyc", patterns)
+    assert not _ignored("testing/__init__.py", ["testing", "!testing/__init__.py"])
