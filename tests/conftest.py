@@ -35,7 +35,28 @@ INTEGRATION = (
 )
 
 
+#: The modules with the longest tests (half a minute and more each), longest first: run first, so that
+#: ``pytest -n 2`` does not end with one worker still on a long test while the other idles.
+LONG_FIRST = (
+    "tests/test_users_day.py",
+    "tests/webhook/test_webhook_quota_race.py",
+    "tests/charts/test_chart_certs_job.py",
+    "tests/reconcilers/test_reconciler_faults.py",
+    "tests/webhook/test_webhook_quota_faults.py",
+    "tests/webhook/test_webhook_faults.py",
+    "tests/reconcilers/test_reconciler_cluster_concurrency.py",
+    "tests/reconcilers/test_reconciler_leader_election.py",
+)
+
+
+def _rank(item: pytest.Item) -> int:
+    path = item.nodeid.split("::", 1)[0]
+    return LONG_FIRST.index(path) if path in LONG_FIRST else len(LONG_FIRST)
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if item.nodeid.startswith(INTEGRATION):
             item.add_marker(pytest.mark.integration)
+    # A stable sort: the order within a module (and its module-scoped fixtures) is kept.
+    items.sort(key=_rank)

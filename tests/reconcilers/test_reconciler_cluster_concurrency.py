@@ -23,15 +23,21 @@ from kcp_tmc.reconcilers.synctarget import SyncTargetController
 from kcp_tmc.testing import FakeAPIServer
 from tests.reconcilers.reconciler_processes import add_member_cluster, ready_of
 
-MEMBERS = 20
-SILENT = 4
 READYZ_TIMEOUT = 2.0  # at least; raised to 4 healthy cycles on a slow (loaded) machine
 
 
-@pytest.fixture
-def members(kube: KubeClient, tmp_path: Path) -> Iterator[list[FakeAPIServer]]:
+#: Members -> how many of them fall silent: 4 of 20 in ``make test``; the 5 of 50 of
+#: docs/reliability.md under ``make chaos``.
+SILENT_OF = {20: 4, 50: 5}
+
+
+@pytest.fixture(params=[20, pytest.param(50, marks=pytest.mark.chaos)], ids=str)
+def members(
+    request: pytest.FixtureRequest, kube: KubeClient, tmp_path: Path
+) -> Iterator[list[FakeAPIServer]]:
+    count = request.param
     with ExitStack() as stack:
-        servers = [stack.enter_context(FakeAPIServer()) for _ in range(MEMBERS)]
+        servers = [stack.enter_context(FakeAPIServer()) for _ in range(count)]
         for index, server in enumerate(servers):
             add_member_cluster(kube, server, tmp_path, f"m{index:02d}")
         yield servers
@@ -60,7 +66,8 @@ def test_silent_members_do_not_stall_the_others(kube, members):
         # A cycle that waited for a silent member would then take at least 4 healthy ones.
         timeout = clusters.readyz_timeout = max(READYZ_TIMEOUT, 4 * max(healthy_cycles))
 
-        silent = {f"m{index:02d}" for index in range(0, MEMBERS, MEMBERS // SILENT)}
+        silent_count = SILENT_OF[len(members)]
+        silent = {f"m{index:02d}" for index in range(0, len(members), len(members) // silent_count)}
         for name in silent:
             members[int(name[1:])].faults.latency(3600)
         # Cycle on for longer than the readyz timeout: the silent members' reconciles run out of time
@@ -83,11 +90,12 @@ def test_silent_members_do_not_stall_the_others(kube, members):
             else:
                 assert ready["status"] == "True", (name, ready)
         baseline = statistics.median(healthy_cycles)
-        print(f"cycle seconds: healthy {healthy_cycles}, with {SILENT} silent members {faulty_cycles}")
-        # Generous but real: one cycle that waited for a silent member would take the readyz
-        # timeout, at least four healthy cycles of these twenty members.
+        print(f"cycle seconds: healthy {healthy_cycles}, with {silent_count} silent members {faulty_cycles}")
+        # Generous but real: a cycle that waited for a silent member would take the readyz timeout,
+        # at least four healthy cycles; typical cycles stay near the healthy ones.  (One cycle of a
+        # loaded machine may take three healthy ones: that is no wait for a member.)
         assert statistics.median(faulty_cycles) <= 2 * baseline, (healthy_cycles, faulty_cycles)
-        assert max(faulty_cycles) <= 2 * max(healthy_cycles) + 0.25, (healthy_cycles, faulty_cycles)
+        assert max(faulty_cycles) < timeout, (timeout, healthy_cycles, faulty_cycles)
     finally:
         for server in members:
             server.faults.clear()
