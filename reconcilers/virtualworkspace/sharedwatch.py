@@ -142,6 +142,7 @@ class SharedWatch:
         window: int = WINDOW,
         on_idle: Callable[[SharedWatch], None] | None = None,
         linger: float = LINGER,
+        queue: int = QUEUE,
     ) -> None:
         self._backend = backend
         self.path = path
@@ -159,6 +160,7 @@ class SharedWatch:
         self._task: asyncio.Task[None] | None = None
         self._on_idle = on_idle
         self._linger = linger
+        self._queue = queue
         self._idle_handle: asyncio.TimerHandle | None = None
         self._backoff = 0.0
 
@@ -202,7 +204,7 @@ class SharedWatch:
             except TimeoutError:
                 self._schedule_idle()
                 raise BackendUnreachable(self.error or f"watch {self.path}: no answer") from None
-        subscriber = Subscriber(client)
+        subscriber = Subscriber(client, self._queue)
         if since is None:
             for obj in self.objects.values():
                 if client.accepts(obj):
