@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from kcp_tmc.certs.reloading import ReloadingTLS, server_context
 from kcp_tmc.policies.clusters import cluster_of
 from kcp_tmc.policies.keys import (
     ANNOTATION_SUMMARIZING,
@@ -773,12 +774,23 @@ class VirtualWorkspaceServer:
         self._error: BaseException | None = None
 
     @staticmethod
-    def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-        """A server context for a certificate and key (from ``tmc-certs``)."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert_file, key_file)
-        return context
+    def tls_context(cert_file: str, key_file: str, *, check_interval: float = 1.0) -> ssl.SSLContext:
+        """A server context for a certificate and key (from ``tmc-certs``) that follows the files.
+
+        A rotated pair is picked up without a restart: every new handshake is switched (in the SNI
+        callback, which runs for every ClientHello, with or without a server name) to the context
+        :class:`~kcp_tmc.certs.reloading.ReloadingTLS` holds, which it reloads once the files changed
+        and the new pair loads.  Open connections, watches included, keep the context they began with.
+        Raises :class:`~kcp_tmc.certs.reloading.TLSConfigError` for an unusable pair at start.
+        """
+        follower = ReloadingTLS(cert_file, key_file, check_interval=check_interval)
+        front = server_context(cert_file, key_file)
+
+        def switch(connection: Any, server_name: str | None, initial: ssl.SSLContext) -> None:
+            connection.context = follower.context()
+
+        front.sni_callback = switch
+        return front
 
     @property
     def url(self) -> str:
