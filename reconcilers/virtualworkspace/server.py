@@ -40,7 +40,7 @@ from kcp_tmc.policies.keys import (
     UPSYNC,
     state_label,
 )
-from kcp_tmc.policies.selectors import SelectorError, parse_field_selector, parse_selector
+from kcp_tmc.policies.selectors import Selector, SelectorError, parse_field_selector, parse_selector
 from kcp_tmc.reconcilers.virtualworkspace import errors
 from kcp_tmc.reconcilers.virtualworkspace.auth import Authorizer, Caller, ReviewFailed
 from kcp_tmc.reconcilers.virtualworkspace.backend import Backend, BackendUnreachable
@@ -475,6 +475,9 @@ class VirtualWorkspace:
             fields = parse_field_selector(request.query.get("fieldSelector", ""))
         except SelectorError:
             return None
+        # The backing watch already holds to the state requirement: a client repeating it (a syncer
+        # does) need not have it checked again for every event.
+        labels = Selector(tuple(r for r in labels.requirements if str(r) != call.requirement))
         namespace = call.request.namespace
         cluster = call.vw.cluster
         default = self.options.default_cluster
