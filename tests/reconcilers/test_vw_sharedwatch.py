@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
+
 from kcp_tmc.reconcilers.virtualworkspace.backend import BackendReply, BackendUnreachable
 from kcp_tmc.reconcilers.virtualworkspace.sharedwatch import ClientFilter, SharedWatch, SharedWatches
 from tests.reconcilers.test_vw_watch import LABEL, _raw_watch, _ready
@@ -298,3 +300,22 @@ def test_client_selectors_and_resource_version_zero_through_the_server(vw_env: V
     # A selector only the apiserver can judge goes to it, and its error comes back worded by it.
     status, body = vw_env.http("GET", base + "?watch=true&labelSelector=tier%3D%3D%3D")
     assert status == 400 and body["reason"] == "BadRequest"
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["resourceVersion=not-a-number", "sendInitialEvents=true"],
+    ids=["malformed-resource-version", "send-initial-events"],
+)
+def test_watches_the_shared_watch_cannot_judge_get_the_backing_apiservers_answer(
+    vw_env: VWEnv, query: str
+) -> None:
+    target = _ready(vw_env)
+    selector = f"labelSelector={LABEL}%3DSync"
+    direct = vw_env.api.http("GET", f"{CONFIGMAPS}?watch=true&{query}&{selector}&timeoutSeconds=1")
+    status, body = vw_env.http(
+        "GET", vw_env.base(target) + CONFIGMAPS + f"?watch=true&{query}&timeoutSeconds=1"
+    )
+    assert direct.status >= 400
+    assert (status, body) == (direct.status, direct.json())
+    assert vw_env.server.workspace.shared.watches == {}
