@@ -291,10 +291,10 @@ def test_client_selectors_and_resource_version_zero_through_the_server(vw_env: V
     vw_env.configmap("db", labels={"tier": "db"})
     base = vw_env.base(target) + CONFIGMAPS
     zero = _raw_watch(
-        vw_env, base + "?watch=true&resourceVersion=0&labelSelector=tier%3Dweb&timeoutSeconds=2", 5
+        vw_env, base + "?watch=true&resourceVersion=0&labelSelector=tier%3Dweb&timeoutSeconds=1", 5
     )
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in zero] == [("ADDED", "web")]
-    named = _raw_watch(vw_env, base + "?watch=true&fieldSelector=metadata.name%3Ddb&timeoutSeconds=2", 5)
+    named = _raw_watch(vw_env, base + "?watch=true&fieldSelector=metadata.name%3Ddb&timeoutSeconds=1", 5)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in named] == [("ADDED", "db")]
     assert all(e["object"]["metadata"]["labels"][LABEL] == "Sync" for e in zero + named)
     # A selector only the apiserver can judge goes to it, and its error comes back worded by it.
