@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import FrameType
 
+from kcp_tmc.certs.reloading import TLSConfigError
 from kcp_tmc.policies.timefmt import format_go_duration, parse_go_duration
 from kcp_tmc.reconcilers.aggregator import AggregatorController
 from kcp_tmc.reconcilers.client import InvalidKubeconfig, KubeClient
@@ -378,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.start()
     try:
         vw_server = start_virtual_workspace(opts, client)
-    except (OSError, ssl.SSLError) as exc:
+    except (OSError, ssl.SSLError, TLSConfigError) as exc:
         log.error("cannot serve the virtual workspaces", extra={"bind": opts.vw_bind, "error": str(exc)})
         server.stop()
         client.close()

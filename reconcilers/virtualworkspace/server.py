@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import ssl
 import threading
 from collections import OrderedDict
@@ -28,6 +29,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from kcp_tmc.certs.reloading import ReloadingTLS, server_context
 from kcp_tmc.policies.clusters import cluster_of
 from kcp_tmc.policies.keys import (
     ANNOTATION_SUMMARIZING,
@@ -38,6 +40,7 @@ from kcp_tmc.policies.keys import (
     UPSYNC,
     state_label,
 )
+from kcp_tmc.policies.selectors import Selector, SelectorError, parse_field_selector, parse_selector
 from kcp_tmc.reconcilers.virtualworkspace import errors
 from kcp_tmc.reconcilers.virtualworkspace.auth import Authorizer, Caller, ReviewFailed
 from kcp_tmc.reconcilers.virtualworkspace.backend import Backend, BackendUnreachable
@@ -63,6 +66,11 @@ from kcp_tmc.reconcilers.virtualworkspace.requestinfo import (
     ResourceRequest,
     parse_api_path,
     verb_of,
+)
+from kcp_tmc.reconcilers.virtualworkspace.sharedwatch import (
+    ClientFilter,
+    SharedWatches,
+    Subscriber,
 )
 from kcp_tmc.reconcilers.virtualworkspace.transforms import (
     TransformError,
@@ -204,6 +212,7 @@ class VirtualWorkspace:
         self._served: dict[tuple[str, str], tuple[tuple[Any, ...], ServedAPIs]] = {}
         self._watches: set[aiohttp.ClientResponse] = set()
         self._events: OrderedDict[tuple[str, str, str, bytes], tuple[bytes | None, bool]] = OrderedDict()
+        self.shared = SharedWatches(self.backend)
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -225,6 +234,7 @@ class VirtualWorkspace:
         # Open watches end as their backing stream closes; each handler then finishes its response.
         for response in list(self._watches):
             response.close()
+        await self.shared.stop()
 
     async def _cleanup(self, app: web.Application) -> None:
         for task in self._tasks:
@@ -452,7 +462,99 @@ class VirtualWorkspace:
         data["items"] = items
         return web.Response(body=_dumps(data), content_type=_JSON)
 
+    def _client_filter(self, request: web.Request, call: _Call) -> ClientFilter | None:
+        """What a client watch sees of its shared backing watch; None when only the apiserver can say.
+
+        Selectors the shared watch cannot evaluate as the apiserver would (a malformed one, whose error
+        the apiserver words, or a field other than name and namespace) go to a backing watch of their own.
+        """
+        if "sendInitialEvents" in request.query:
+            return None
+        try:
+            labels = parse_selector(request.query.get("labelSelector", ""))
+            fields = parse_field_selector(request.query.get("fieldSelector", ""))
+        except SelectorError:
+            return None
+        # The backing watch already holds to the state requirement: a client repeating it (a syncer
+        # does) need not have it checked again for every event.
+        labels = Selector(tuple(r for r in labels.requirements if str(r) != call.requirement))
+        namespace = call.request.namespace
+        cluster = call.vw.cluster
+        default = self.options.default_cluster
+
+        def accepts(obj: Obj) -> bool:
+            meta = obj.get("metadata") or {}
+            return (
+                (not namespace or meta.get("namespace") == namespace)
+                and labels.matches(meta.get("labels"))
+                and (fields.empty or fields.matches(obj))
+                and (cluster == "*" or cluster_of(obj, default) == cluster)
+            )
+
+        bookmarks = request.query.get("allowWatchBookmarks", "") in ("true", "1")
+        return ClientFilter(accepts, bookmarks)
+
+    def _renderer(self, call: _Call) -> Callable[[str, Obj], bytes]:
+        def render(kind: str, obj: Obj) -> bytes:
+            try:
+                view = self._view(call, obj)
+            except TransformError as exc:
+                return _dumps({"type": "ERROR", "object": _transform_error(exc).body}) + b"\n"
+            return _dumps({"type": kind, "object": view}) + b"\n"
+
+        return render
+
     async def _watch(self, request: web.Request, call: _Call) -> web.StreamResponse:
+        client = self._client_filter(request, call)
+        rv = request.query.get("resourceVersion", "")
+        since: int | None = None
+        if rv not in ("", "0"):
+            try:
+                since = int(rv)
+            except ValueError:
+                client = None  # the apiserver's own words for a malformed resourceVersion
+        if client is None:
+            return await self._proxied_watch(request, call)
+        collection = ResourceRequest(call.request.group, call.request.version, call.request.plural)
+        shared = self.shared.get(collection.backing_path(), call.requirement, self._renderer(call))
+        subscriber = await shared.subscribe(client, since, wait=self.backend.timeout)
+        if subscriber is None:
+            return await self._proxied_watch(request, call)
+        try:
+            return await self._stream(request, subscriber, self._watch_seconds(request))
+        finally:
+            shared.unsubscribe(subscriber)
+
+    @staticmethod
+    def _watch_seconds(request: web.Request) -> float:
+        # Without timeoutSeconds the apiserver ends a watch after 30 to 60 minutes, so that clients
+        # spread their re-watches instead of all coming back at once.
+        try:
+            return max(0.0, float(request.query["timeoutSeconds"]))
+        except (KeyError, ValueError):
+            return 1800.0 * (1 + random.random())  # noqa: S311 - spreading, not crypto
+
+    async def _stream(
+        self, request: web.Request, subscriber: Subscriber, seconds: float
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": _JSON})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            async with asyncio.timeout(seconds):
+                while lines := await subscriber.next_lines():
+                    await response.write(b"".join(lines))
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            return response
+        if subscriber.reason:
+            log.info("watch ended", extra={"reason": subscriber.reason})
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
+
+    async def _proxied_watch(self, request: web.Request, call: _Call) -> web.StreamResponse:
         query = self._read_query(request, call)
         query["watch"] = "true"
         async with self.backend.stream(call.request.backing_path(), query) as upstream:
@@ -675,12 +777,23 @@ class VirtualWorkspaceServer:
         self._error: BaseException | None = None
 
     @staticmethod
-    def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-        """A server context for a certificate and key (from ``tmc-certs``)."""
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(cert_file, key_file)
-        return context
+    def tls_context(cert_file: str, key_file: str, *, check_interval: float = 1.0) -> ssl.SSLContext:
+        """A server context for a certificate and key (from ``tmc-certs``) that follows the files.
+
+        A rotated pair is picked up without a restart: every new handshake is switched (in the SNI
+        callback, which runs for every ClientHello, with or without a server name) to the context
+        :class:`~kcp_tmc.certs.reloading.ReloadingTLS` holds, which it reloads once the files changed
+        and the new pair loads.  Open connections, watches included, keep the context they began with.
+        Raises :class:`~kcp_tmc.certs.reloading.TLSConfigError` for an unusable pair at start.
+        """
+        follower = ReloadingTLS(cert_file, key_file, check_interval=check_interval)
+        front = server_context(cert_file, key_file)
+
+        def switch(connection: Any, server_name: str | None, initial: ssl.SSLContext) -> None:
+            connection.context = follower.context()
+
+        front.sni_callback = switch
+        return front
 
     @property
     def url(self) -> str:

@@ -73,6 +73,34 @@ def _service_account_token(real: Any, name: str) -> str:
     return str(review["status"]["token"])
 
 
+def _grant_sync(real: Any, account: str, role: str, names: list[str] | None = None) -> None:
+    """A ClusterRole ``role`` granting ``sync`` on synctargets (``names`` only, if given) to ``account``."""
+    rule: dict[str, Any] = {"verbs": ["sync"], "apiGroups": ["workload.kcp.io"], "resources": ["synctargets"]}
+    if names:
+        rule["resourceNames"] = names
+    real.request_json(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role},
+            "rules": [rule],
+        },
+    )
+    real.request_json(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "default"}],
+        },
+    )
+
+
 def _configmap(real: Any, name: str, state: str) -> None:
     real.request_json(
         "POST",
@@ -99,34 +127,7 @@ def test_a_service_account_is_forbidden_until_granted_sync_then_sees_only_its_ob
         'configmaps is forbidden: User "system:serviceaccount:default:syncer" cannot list resource '
         '"configmaps" in API group "" in the namespace "default"'
     )
-    real.request_json(
-        "POST",
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": "st1-syncer"},
-            "rules": [
-                {
-                    "verbs": ["sync"],
-                    "apiGroups": ["workload.kcp.io"],
-                    "resources": ["synctargets"],
-                    "resourceNames": ["st1"],
-                }
-            ],
-        },
-    )
-    real.request_json(
-        "POST",
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": "st1-syncer"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "st1-syncer"},
-            "subjects": [{"kind": "ServiceAccount", "name": "syncer", "namespace": "default"}],
-        },
-    )
+    _grant_sync(real, "syncer", "st1-syncer", ["st1"])
     deadline = time.monotonic() + 10
     while (status := env.http("GET", url, token=token)[0]) == 403 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -171,3 +172,66 @@ def test_a_status_write_through_the_vw_is_promoted_on_a_real_apiserver(real_env)
         == '{"status":"##promoted##"}'
     )
     assert [(c["type"], c["status"]) for c in body["status"]["conditions"]] == [("Synced", "True")]
+
+
+def test_shared_watches_on_a_real_apiserver_replay_from_a_list_and_unmatch(real_env) -> None:
+    import json
+    import threading
+
+    import urllib3
+
+    real, env = real_env
+    if env.server.workspace.targets.objects.get("st1") is None:
+        real.request_json(
+            "POST",
+            "/apis/workload.kcp.io/v1alpha1/synctargets",
+            {"apiVersion": "workload.kcp.io/v1alpha1", "kind": "SyncTarget", "metadata": {"name": "st1"}},
+        )
+        env.wait_for_target()
+    target = env.server.workspace.targets.objects["st1"]
+    token = _service_account_token(real, "watcher")
+    _grant_sync(real, "watcher", "st1-watcher")
+    _configmap(real, "kept", "Sync")
+    url = env.base(target) + CONFIGMAPS
+    deadline = time.monotonic() + 10
+    while (reply := env.http("GET", url, token=token))[0] != 200:
+        assert time.monotonic() < deadline, reply
+        time.sleep(0.1)
+    rv = reply[1]["metadata"]["resourceVersion"]
+
+    def watch(query: str, count: int, out: list[tuple[str, str]]) -> None:
+        with urllib3.PoolManager(ca_certs=env.ca_path, retries=False) as pool:
+            response = pool.request(
+                "GET",
+                f"{url}?watch=true&{query}&timeoutSeconds=15",
+                headers={"Authorization": f"Bearer {token}"},
+                preload_content=False,
+                timeout=urllib3.Timeout(connect=5, read=20),
+            )
+            assert response.status == 200
+            buffer = b""
+            for chunk in response.stream(1024):
+                buffer += chunk
+                while b"\n" in buffer and len(out) < count:
+                    line, buffer = buffer.split(b"\n", 1)
+                    event = json.loads(line)
+                    out.append((event["type"], event["object"]["metadata"]["name"]))
+                if len(out) >= count:
+                    response.release_conn()
+                    return
+
+    from_list: list[tuple[str, str]] = []
+    watching = threading.Thread(target=watch, args=(f"resourceVersion={rv}", 2, from_list))
+    watching.start()
+    time.sleep(0.5)
+    _configmap(real, "watched", "Sync")
+    changed = real.request_json("GET", f"{CONFIGMAPS}/watched")
+    changed["metadata"]["labels"][LABEL] = ""
+    real.request_json("PUT", f"{CONFIGMAPS}/watched", changed)
+    watching.join(20)
+    assert from_list == [("ADDED", "watched"), ("DELETED", "watched")]
+    current: list[tuple[str, str]] = []
+    watch("resourceVersion=0", 1, current)
+    # The current state: an ADDED per placed object; the one no longer placed is not among them.
+    assert current and all(kind == "ADDED" for kind, _ in current)
+    assert ("ADDED", "watched") not in current

@@ -173,7 +173,8 @@ def test_watch_events_are_transformed_once_for_every_watch_of_the_target(vw_env:
         assert event["object"]["status"] == {"phase": "Seen"}
         assert event["object"]["metadata"]["annotations"] == {"extra": "x"}
         assert event["object"]["metadata"]["finalizers"] == [f"workload.kcp.io/syncer-{key}"]
-    assert len(vw_env.server.workspace._events) == 1
+    # Both watches share one backing watch, whose event was rendered once for the two.
+    assert len(vw_env.server.workspace.shared.watches) == 1
 
 
 def test_stopping_the_server_ends_open_watches(vw_env: VWEnv) -> None:
