@@ -145,7 +145,7 @@ def _server(kind: str) -> Any:
         pytest.skip(str(exc))
 
 
-@pytest.fixture(params=["fake", pytest.param("real", marks=pytest.mark.realapi)])
+@pytest.fixture(params=["fake", pytest.param("real", marks=[pytest.mark.realapi, pytest.mark.realapi_long])])
 def clusters(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
     """The kcp workspace's apiserver and the physical cluster's, of the same kind."""
     with _server(request.param) as workspace, _server(request.param) as physical:

@@ -219,6 +219,7 @@ def convergence_after_the_return(lines: list[dict], names: list[str]) -> tuple[f
 
 
 @pytest.mark.realapi
+@pytest.mark.realapi_long
 @pytest.mark.skipif(
     not os.environ.get("KUBEBUILDER_ASSETS"),
     reason="KUBEBUILDER_ASSETS is not set: the real kube-apiserver tests are skipped",
