@@ -45,7 +45,10 @@ WORKERS = 2
 KILLS = 4  # per round, spread over the creates
 
 
-@pytest.fixture(params=["fake", pytest.param("real", marks=[pytest.mark.realapi, pytest.mark.realapi_long])], scope="module")
+@pytest.fixture(
+    params=["fake", pytest.param("real", marks=[pytest.mark.realapi, pytest.mark.realapi_long])],
+    scope="module",
+)
 def api(request: pytest.FixtureRequest) -> Iterator[Any]:
     with quota_api(request.param) as server:
         # The quota manager names the SyncTargets the use is on: it needs their API.

@@ -33,7 +33,10 @@ pytestmark = pytest.mark.slow
 ROUNDS = 5
 
 
-@pytest.fixture(params=["fake", pytest.param("real", marks=[pytest.mark.realapi, pytest.mark.realapi_long])], scope="module")
+@pytest.fixture(
+    params=["fake", pytest.param("real", marks=[pytest.mark.realapi, pytest.mark.realapi_long])],
+    scope="module",
+)
 def api(request: pytest.FixtureRequest) -> Iterator[Any]:
     with quota_api(request.param) as server:
         yield server
