@@ -33,7 +33,9 @@ at most: a policy still running then, and every policy not yet started, is treat
 with :class:`TimeoutError`, and ``evaluate`` returns in time.  The late policy's thread
 finishes in the background, its result is dropped, and the thread returns to the pool.  The
 cost is one hand-over between threads per review, not one per policy; ``Engine(...,
-isolation="inline")`` trades the guarantee for no cost (see :class:`Engine`).
+isolation="inline")`` trades the guarantee for no cost (see :class:`Engine`).  How the caller
+waits is its own business (``Engine(..., waiter=...)``): a server on an event loop waits without
+holding the loop, so its other connections go on while a policy waits on a lookup.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ __all__ = [
     "PolicyError",
     "PolicyResult",
     "UnknownPolicyError",
+    "Waiter",
     "select_policies",
 ]
 
@@ -88,6 +91,9 @@ log = logging.getLogger("kcp_tmc.policies.engine")
 
 Phase: TypeAlias = Literal["validate", "mutate", "all"]
 Isolation: TypeAlias = Literal["thread", "inline"]
+#: ``waiter(done, timeout)``: wait up to ``timeout`` seconds for the lock ``done`` to be released by
+#: the pool thread; ``True`` when it was (the lock is then held).  The default blocks the thread.
+Waiter: TypeAlias = Callable[["_thread.LockType", float], bool]
 Decision: TypeAlias = Literal["allowed", "denied", "warned", "audited", "errored", "exempted", "skipped"]
 
 _PHASES: frozenset[str] = frozenset({"validate", "mutate", "all"})
@@ -624,6 +630,10 @@ def _detached(ops: Sequence[JsonPatchOperation]) -> list[JsonPatchOperation]:
     return out
 
 
+def _block(done: _thread.LockType, timeout: float) -> bool:
+    return done.acquire(timeout=timeout)
+
+
 class _Worker:
     """One pool thread.  Hand-over uses bare locks: the cheapest wake-up CPython offers."""
 
@@ -741,7 +751,7 @@ class Engine:
     ``"inline"`` runs on the caller's thread and checks the deadline between policies: no
     cost, but a policy that hangs holds the caller.  Without a deadline both run inline, and so
     does a request whose policies all declared ``isolate=False`` (pure and quick, as the
-    built-ins are).
+    built-ins are).  ``waiter`` says how the caller waits for the pool thread (:data:`Waiter`).
     Thread-safe; call :meth:`close` (or use it as a context manager) to stop the pool's threads.
     """
 
@@ -753,6 +763,7 @@ class Engine:
         *,
         isolation: Isolation = "thread",
         max_threads: int = 64,
+        waiter: Waiter | None = None,
     ) -> None:
         if isolation not in ("thread", "inline"):
             raise ValueError(f"isolation must be thread or inline (got {isolation!r})")
@@ -768,6 +779,9 @@ class Engine:
         self._validating = tuple(b for b in ordered if b.policy.type is PolicyType.VALIDATING)
         self._plans: dict[tuple[str, str, str, str, str], tuple[_Bound, ...]] = {}
         self._max_threads = max_threads
+        #: How :meth:`evaluate` waits for a pool thread (see :data:`Waiter`); may be replaced later,
+        #: by a server that learns only once it runs that it is on an event loop.
+        self.waiter: Waiter = waiter if waiter is not None else _block
         self._workers: _Workers | None = None
         self._workers_lock = threading.Lock()
 
@@ -874,7 +888,7 @@ class Engine:
                     "no thread free to evaluate a request: all %d are held by policies running late",
                     self._max_threads,
                 )
-            elif done.acquire(timeout=remaining):
+            elif self.waiter(done, remaining):
                 return run.outcome(want_patched)
         run.cancel(self._clock)
         return run.outcome(want_patched)

@@ -16,8 +16,18 @@ from the cached quota, check the reservation against its status
 (:func:`kcp_tmc.policies.quota.apply_reservation`), write the new status (a merge patch carrying the
 quota's ``resourceVersion`` as its precondition); on ``409 Conflict`` re-read it live and try again,
 until it fits or is denied, or the deadline passes. So any number of webhook processes never admit
-more than a quota, whatever their caches show. The writes are blocking calls of the worker's thread,
-which is why a review with a reservation takes one apiserver round trip or more.
+more than a quota, whatever their caches show.
+
+The HTTP client blocks (urllib3, no monkey-patching).  Called from a greenlet of the webhook's gevent
+worker, a live read or a reservation is therefore handed to a thread of the event loop's threadpool
+(:func:`_off_loop`) and the greenlet waits for it cooperatively: the worker's other connections
+are served meanwhile, instead of waiting out the apiserver's round trip.  A reservation is handed
+over whole, so its deadline is checked against the clock on the thread, after any wait for a free
+thread: the request deadline and the failure modes are those of a direct call.  Anywhere else (a
+plain thread, Flask's test client, the engine's policy threads) the call runs where it is made.
+The caches' threads are real threads too, and they list in pages (``limit``/``continue``, as
+client-go's reflector does) so that decoding a large list never holds the interpreter's lock, and
+with it the event loop, for longer than one page takes.
 """
 
 from __future__ import annotations
@@ -27,9 +37,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
+import gevent
 import urllib3
 import yaml
 from kubernetes import client as _k8s_client
@@ -51,6 +62,24 @@ k8s_config: Any = _k8s_config
 _MAX_ATTEMPTS = 64
 #: What the webhook caches by default: the quotas the quota policies read on every review.
 CACHED_TYPES: tuple[ResourceType, ...] = (FEDERATED_QUOTA, RESOURCE_QUOTA)
+#: Objects per page of a cache's list: client-go's reflector uses the same.
+LIST_PAGE = 500
+
+_T = TypeVar("_T")
+
+
+def _off_loop(call: Callable[[], _T]) -> _T:
+    """``call()``, on the event loop's threadpool when made from a gevent server's greenlet.
+
+    Exceptions come back as raised.  The pool is gevent's own per-hub pool (made on first use, so
+    a forked gunicorn worker never inherits its master's threads); its bound (ten threads) also
+    bounds the worker's concurrent apiserver calls, which is about what the client's connection pool
+    holds.
+    """
+    if not isinstance(gevent.getcurrent(), gevent.Greenlet):
+        return call()
+    result: _T = gevent.get_hub().threadpool.apply(call)
+    return result
 
 
 class ApiCallError(Exception):
@@ -161,9 +190,16 @@ class _Informer:
     """One type's cache: list, then watch; relist on expiry and every ``resync`` seconds."""
 
     def __init__(
-        self, http: _Http, rtype: ResourceType, resync: float, watch_timeout: int, clock: Callable[[], float]
+        self,
+        http: _Http,
+        rtype: ResourceType,
+        resync: float,
+        watch_timeout: int,
+        clock: Callable[[], float],
+        page: int = LIST_PAGE,
     ):
         self.http = http
+        self.page = page
         self.rtype = rtype
         self.resync = resync
         self.watch_timeout = watch_timeout
@@ -214,17 +250,30 @@ class _Informer:
                 backoff = min(backoff * 2, 10.0)
 
     def _list(self) -> str:
-        data = self.http.json("GET", _path(self.rtype), timeout=30.0)
-        objects = {}
-        for item in data.get("items") or ():
-            item.setdefault("apiVersion", self.rtype.api_version)
-            item.setdefault("kind", self.rtype.kind)
-            objects[_key(item)] = item
+        objects: dict[tuple[str, str], Object] = {}
+        query = {"limit": str(self.page)}
+        while True:
+            try:
+                data = self.http.json("GET", _path(self.rtype), query=query, timeout=30.0)
+            except ApiCallError as exc:
+                if exc.status != 410 or "continue" not in query:
+                    raise
+                # The snapshot the pages come from has been compacted away: start over.
+                objects, query = {}, {"limit": str(self.page)}
+                continue
+            for item in data.get("items") or ():
+                item.setdefault("apiVersion", self.rtype.api_version)
+                item.setdefault("kind", self.rtype.kind)
+                objects[_key(item)] = item
+            meta = data.get("metadata") or {}
+            self.last_contact = self.clock()
+            if not meta.get("continue"):
+                break
+            query = {"limit": str(self.page), "continue": str(meta["continue"])}
         with self.lock:
             self.objects = objects
-        self.last_contact = self.clock()
         self.synced.set()
-        return str((data.get("metadata") or {}).get("resourceVersion") or "")
+        return str(meta.get("resourceVersion") or "")
 
     def _watch(self, version: str) -> str | None:
         query = {
@@ -292,7 +341,9 @@ class ApiLookup:
     Build it with :meth:`from_kubeconfig` (or :meth:`in_cluster`) and :meth:`start` it; the
     webhook app does both for ``WebhookConfig.kubeconfig``.  ``cached`` are the types kept in the
     cache; ``max_staleness`` bounds how old a cached answer may be; ``request_timeout`` bounds
-    each live request.
+    each live request; ``list_page`` is the page size of the caches' lists.  Live requests and
+    reservations made on a gevent worker's greenlet run on its threadpool (see the module
+    documentation).
     """
 
     def __init__(
@@ -305,12 +356,13 @@ class ApiLookup:
         request_timeout: float = 2.0,
         watch_timeout: int = 30,
         clock: Callable[[], float] = time.monotonic,
+        list_page: int = LIST_PAGE,
     ) -> None:
         self.http = _Http(configuration)
         self.max_staleness = max_staleness
         self.request_timeout = request_timeout
         self.clock = clock
-        self.informers = {t: _Informer(self.http, t, resync, watch_timeout, clock) for t in cached}
+        self.informers = {t: _Informer(self.http, t, resync, watch_timeout, clock, list_page) for t in cached}
         #: Conflicts met while reserving (for tests and benchmarks).
         self.conflicts = 0
 
@@ -358,18 +410,9 @@ class ApiLookup:
         informer = self.informers.get(rtype)
         return informer if informer is not None and informer.fresh(self.max_staleness) else None
 
-    def get(self, rtype: ResourceType, name: str, namespace: str = "") -> Object | None:
-        informer = self._fresh(rtype)
-        if informer is not None:
-            return informer.get(name, namespace)
-        return self._live_get(rtype, name, namespace)
-
-    def list(
-        self, rtype: ResourceType, namespace: str = "", labels: Mapping[str, str] | None = None
+    def _live_list(
+        self, rtype: ResourceType, namespace: str, labels: Mapping[str, str] | None
     ) -> list[Object]:
-        informer = self._fresh(rtype)
-        if informer is not None:
-            return informer.list(namespace, labels)
         query = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
         try:
             data = self.http.json("GET", _path(rtype, namespace), query=query, timeout=self.request_timeout)
@@ -382,6 +425,20 @@ class ApiLookup:
             item.setdefault("apiVersion", rtype.api_version)
             item.setdefault("kind", rtype.kind)
         return items
+
+    def get(self, rtype: ResourceType, name: str, namespace: str = "") -> Object | None:
+        informer = self._fresh(rtype)
+        if informer is not None:
+            return informer.get(name, namespace)
+        return _off_loop(lambda: self._live_get(rtype, name, namespace))
+
+    def list(
+        self, rtype: ResourceType, namespace: str = "", labels: Mapping[str, str] | None = None
+    ) -> list[Object]:
+        informer = self._fresh(rtype)
+        if informer is not None:
+            return informer.list(namespace, labels)
+        return _off_loop(lambda: self._live_list(rtype, namespace, labels))
 
     def _live_get(
         self, rtype: ResourceType, name: str, namespace: str, timeout: float | None = None
@@ -400,6 +457,9 @@ class ApiLookup:
 
     def reserve(self, reservation: Reservation, deadline: float | None = None) -> FieldError | None:
         """Write ``reservation`` (see the module documentation); the denial when it no longer fits."""
+        return _off_loop(lambda: self._reserve(reservation, deadline))
+
+    def _reserve(self, reservation: Reservation, deadline: float | None) -> FieldError | None:
         rtype = reservation.quota
         informer = self.informers.get(rtype)
         quota = self.get(rtype, reservation.name, reservation.namespace)

@@ -24,6 +24,10 @@ another connection's review.  Every wait is bounded:
 
 Policies are not run in greenlets: without monkey-patching, the engine's deadline threads are
 real threads, so a policy that spins past the apiserver's budget is still answered for in time.
+A greenlet waits for such a thread without holding the loop (:func:`cooperative_waiter`): a policy
+waiting on a live apiserver read holds only its own review.  The lookup's own blocking calls
+(live reads, quota reservations) go to the loop's threadpool for the same reason
+(:mod:`kcp_tmc.webhook.lookup`).
 The TLS context comes from :class:`~kcp_tmc.webhook.tls.ReloadingTLS`: a renewed certificate is
 used for new connections without a restart.
 """
@@ -45,6 +49,7 @@ from gevent import socket as gsocket
 from gevent import ssl as gssl
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from gevent.threadpool import ThreadPool
 from gunicorn import http
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -52,7 +57,7 @@ from kcp_tmc.webhook.app import EXTENSION
 from kcp_tmc.webhook.review import BodyTimeout, error_body
 from kcp_tmc.webhook.tls import ReloadingTLS
 
-__all__ = ["ReviewWorker"]
+__all__ = ["ReviewWorker", "cooperative_waiter"]
 
 #: Most bytes of an unread body drained to keep a connection (more: the connection is closed).
 DRAIN_LIMIT = 64 * 1024
@@ -72,6 +77,30 @@ LINGER_IDLE_SECONDS = 1.0
 LINGER_BYTES = 64 * 1024 * 1024
 #: Size of one discarding read.
 _LINGER_CHUNK = 256 * 1024
+#: Longest a greenlet waits for a policy thread on the loop itself: a review whose policies read
+#: only caches is done well within it, and costs no hand-over to a waiting thread.
+QUICK_WAIT = 0.001
+
+
+def cooperative_waiter(threads: int) -> Callable[[Any, float], bool]:
+    """An engine ``waiter`` that lets the event loop run while a review's policies are evaluated.
+
+    The first ``QUICK_WAIT`` is waited on the loop; after that, one of ``threads`` threads of a
+    pool of its own waits for the policy thread and the greenlet waits for it.  The timeout is
+    counted from the call, so a wait that found every waiting thread busy still ends by the
+    engine's deadline.  Off the loop (another thread) the wait blocks as the engine's default does.
+    """
+    pool = ThreadPool(threads)
+
+    def wait(done: Any, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        if done.acquire(timeout=min(timeout, QUICK_WAIT)):
+            return True
+        if not isinstance(gevent.getcurrent(), gevent.Greenlet):
+            return bool(done.acquire(timeout=max(0.0, end - time.monotonic())))
+        return bool(pool.apply(lambda: done.acquire(timeout=max(0.0, end - time.monotonic()))))
+
+    return wait
 
 
 class ReviewWorker(GeventWorker):  # type: ignore[misc]
@@ -114,8 +143,11 @@ class ReviewWorker(GeventWorker):  # type: ignore[misc]
         # full scans, which would otherwise add their pause to some reviews' latency.
         gc.collect()
         gc.freeze()
+        state = (getattr(self.wsgi, "extensions", None) or {}).get(EXTENSION)
+        if state is not None:
+            # One waiting thread per engine thread: as many as can be evaluating at once.
+            state.engine.waiter = cooperative_waiter(state.config.engine_threads)
         if self.cfg.is_ssl:
-            state = (getattr(self.wsgi, "extensions", None) or {}).get(EXTENSION)
             self.tls = ReloadingTLS(
                 self.cfg.certfile,
                 self.cfg.keyfile,

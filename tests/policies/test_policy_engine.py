@@ -1080,3 +1080,23 @@ def test_an_engine_dropped_without_close_stops_its_threads(policies: Policies) -
     gc.collect()
     worker.thread.join(5)
     assert not worker.thread.is_alive()
+
+
+def test_the_caller_waits_for_the_pool_thread_through_its_waiter(policies: Policies, gate: Gate) -> None:
+    waits: list[float] = []
+
+    def waiter(done: Any, timeout: float) -> bool:
+        waits.append(timeout)
+        return bool(done.acquire(timeout=timeout))
+
+    policies.validating("quick", deny("spec", "no"))
+    policies.validating("slow", gate.__call__)
+    with policies.engine(waiter=waiter) as engine:
+        outcome = engine.evaluate(make_request(st()), deadline=time.monotonic() + 5, policy="quick")
+        assert outcome.denials == ("[quick] spec: no",)
+        assert len(waits) == 1
+        assert 4 < waits[0] <= 5
+        # A waiter that gives up is the deadline passing: the running policy failed.
+        engine.waiter = lambda done, timeout: gate.entered.wait(5) and False
+        outcome = engine.evaluate(make_request(st()), deadline=time.monotonic() + 5, policy="slow")
+    assert TIMEOUT_LINE.match(outcome.denials[0]), outcome.denials
