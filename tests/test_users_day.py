@@ -413,6 +413,7 @@ def test_a_users_day(clusters: tuple[Any, Any], tmp_path: Path) -> None:
 
         _list_through_the_virtual_workspace(workspace, kube, syncer_url, certs / "ca.crt")
         _a_deployment_beyond_its_quota_is_refused(workspace, kube)
+        _a_cluster_scoped_quota_with_a_bad_annotation_is_refused(workspace, kube)
 
         # --- the CA rolled and the serving certificate renewed while reviews keep coming ----------
         # What the renewal CronJob does over its runs, here in a row: each step served and trusted
@@ -609,6 +610,30 @@ QUOTA_DENIAL = (
     "exceeded quota: team-a, requested: requests.cpu=2, used: requests.cpu=0, limited: requests.cpu=1; "
     "lower the request or raise spec.overall of FederatedQuota team-a/team-a"
 )
+
+
+def _a_cluster_scoped_quota_with_a_bad_annotation_is_refused(workspace: Any, kube: KubeClient) -> None:
+    """kcp's cluster-scoped ResourceQuota, its annotation not a Go boolean: the chart's quota webhook
+    sends it to resourcequota-validation, which refuses it with the field and the fix."""
+    if not any(n["metadata"]["name"] == "admin" for n in kube.list(NAMESPACES)[0]):
+        kube.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "admin"}})
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {
+            "name": "cluster-counts",
+            "namespace": "admin",
+            "annotations": {"experimental.quota.kcp.io/cluster-scoped": "yes"},
+        },
+        "spec": {"hard": {"count/configmaps": "10"}},
+    }
+    denied = kubectl(workspace, "apply", "-f", "-", input=json.dumps(quota))
+    assert denied.returncode == 1, denied.stdout
+    assert (
+        'admission webhook "federatedquota.tmc.kcp.io" denied the request: [resourcequota-validation] '
+        'metadata.annotations[experimental.quota.kcp.io/cluster-scoped]: Invalid value: "yes": '
+        "must be a boolean as Go reads it" in denied.stderr
+    ), denied.stderr
 
 
 def _bundle(certs: Path) -> list[x509.Certificate]:

@@ -328,8 +328,13 @@ def test_quota_admission_is_on_by_default_on_its_own_route(rendered: dict[str, l
     # FederatedQuotas themselves are validated by the library on /validate, without side effects.
     assert fq["clientConfig"]["service"]["path"] == "/validate"
     assert fq["sideEffects"] == "None"
-    # Not their status: the webhook writes reservations there while it holds a review.
-    assert [r["resources"] for r in fq["rules"]] == [["federatedquotas"]]
+    # ResourceQuotas too (resourcequota-validation). Not their status: the webhook writes
+    # reservations there while it holds a review, and the quota manager writes the counts.
+    assert [(r["apiGroups"], r["resources"]) for r in fq["rules"]] == [
+        (["tmc.kcp.io"], ["federatedquotas"]),
+        ([""], ["resourcequotas"]),
+    ]
+    assert fq["rules"][1]["operations"] == ["CREATE", "UPDATE"]
     # The webhook reads the quotas through its service account and writes reservations.
     pod = find(rendered["defaults"], "Deployment", WEBHOOK)["spec"]["template"]["spec"]
     assert "--kubeconfig=in-cluster" in pod["containers"][0]["args"]
