@@ -12,11 +12,8 @@ the median of the last third of the samples is compared with the median of the f
 from __future__ import annotations
 
 import os
-import statistics
-import threading
 import time
 from contextlib import ExitStack
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -31,6 +28,7 @@ from tests.reconcilers.reconciler_processes import (
     process_figures,
     wait_for,
 )
+from tests.soak.soakkit import HeartbeatLoad, create_targets, grows
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(0)]
 
@@ -41,48 +39,6 @@ MEMBERS = 5
 GROWTH = 0.10
 
 
-def stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Load:
-    """The syncers' heartbeats and the churn, in one thread that stops by itself at ``until``."""
-
-    def __init__(self, kube: KubeClient, until: float) -> None:
-        self.kube, self.until = kube, until
-        self.errors: list[str] = []
-        self.rounds = 0
-        self.thread = threading.Thread(target=self.run, name="soak-load", daemon=True)
-
-    def run(self) -> None:
-        while time.monotonic() < self.until:
-            try:
-                for i in range(TARGETS):
-                    self.kube.merge_patch(
-                        SYNCTARGETS,
-                        f"st-{i:02d}",
-                        {"status": {"lastSyncerHeartbeatTime": stamp()}},
-                        subresource="status",
-                    )
-                churn = f"churn-{self.rounds % 4}"
-                if self.rounds % 8 < 4:
-                    body = {"apiVersion": "workload.kcp.io/v1alpha1", "kind": "SyncTarget"}
-                    self.kube.create(SYNCTARGETS, {**body, "metadata": {"name": churn}})
-                else:
-                    self.kube.delete(SYNCTARGETS, churn)
-            except Exception as exc:  # kept and asserted on at the end
-                self.errors.append(repr(exc))
-            self.rounds += 1
-            time.sleep(5.0)
-
-
-def grows(samples: list[float]) -> float:
-    """Relative growth of the median of the last third over the median of the first third."""
-    third = max(1, len(samples) // 3)
-    first, last = statistics.median(samples[:third]), statistics.median(samples[-third:])
-    return (last - first) / first if first else 0.0
-
-
 def test_reconciler_soak(tmp_path: Path) -> None:
     duration = MINUTES * 60
     warmup = min(300.0, duration / 3)
@@ -91,15 +47,7 @@ def test_reconciler_soak(tmp_path: Path) -> None:
         for crd in crds():
             kcp.install_crd(crd)
         kube = stack.enter_context(KubeClient.from_kubeconfig_file(kcp.kubeconfig_path, timeout=10.0))
-        for i in range(TARGETS):
-            kube.create(
-                SYNCTARGETS,
-                {
-                    "apiVersion": "workload.kcp.io/v1alpha1",
-                    "kind": "SyncTarget",
-                    "metadata": {"name": f"st-{i:02d}"},
-                },
-            )
+        create_targets(kube, TARGETS)
         for i in range(MEMBERS):
             add_member_cluster(kube, stack.enter_context(FakeAPIServer()), tmp_path, f"member-{i}")
         proc = Reconciler(
@@ -110,7 +58,7 @@ def test_reconciler_soak(tmp_path: Path) -> None:
             "--syncer-heartbeat-interval=5s",
         )
         started = time.monotonic()
-        load = Load(kube, started + duration)
+        load = HeartbeatLoad(kube, started + duration, TARGETS)
         load.thread.start()
         samples: list[tuple[float, float, int, int]] = []
         try:

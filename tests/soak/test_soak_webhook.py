@@ -14,8 +14,6 @@ TMC_SOAK_SAMPLE_SECONDS=10 TMC_SOAK_WARMUP_SECONDS=30 make soak``.
 from __future__ import annotations
 
 import contextlib
-import os
-import ssl
 import threading
 import time
 from pathlib import Path
@@ -24,66 +22,18 @@ import pytest
 
 from kcp_tmc.certs.generate import generate_dir
 from tests.procstats import Usage, usage
-from tests.webhook.load import Load, read_response, request
-from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, Server, start_server, stop_server
-
-
-def _seconds(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
-
+from tests.soak.soakkit import bad_input_loop, rise, seconds
+from tests.webhook.load import Load
+from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, start_server, stop_server
 
 # The suite's 120 s per-test timeout does not fit a soak: its own duration plus start and stop.
-pytestmark = [pytest.mark.soak, pytest.mark.timeout(_seconds("TMC_SOAK_SECONDS", 1800) + 300)]
-
-# Bodies that must be refused, sent now and then beside the real reviews.
-BAD: list[tuple[bytes, int]] = [
-    (request("/validate", b"{not json"), 400),
-    (request("/validate", b"[" * 5000 + b"]" * 5000), 400),
-    (request("/validate", b'{"kind":"AdmissionReview"}'), 400),
-    (
-        b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 999999999\r\n\r\n",
-        413,
-    ),
-    (request("/validate", b"{}", "Content-Type: text/plain\r\n"), 415),
-    (b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 200),
-    (b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", 200),
-]
-
-
-def _bad_input_loop(server: Server, stop: threading.Event, errors: list[str], limit: float) -> None:
-    ends = time.monotonic() + limit
-    i = 0
-    while not stop.is_set() and time.monotonic() < ends:
-        raw, code = BAD[i % len(BAD)]
-        i += 1
-        try:
-            with server.connect(timeout=10) as tls:
-                tls.sendall(raw)
-                status = read_response(tls)[0]
-            if status != code:
-                errors.append(f"{raw[:40]!r}: {status}, expected {code}")
-        except (OSError, ssl.SSLError) as exc:
-            errors.append(f"{raw[:40]!r}: {type(exc).__name__}: {exc}")
-        stop.wait(0.1)
-
-
-def _rise(samples: list[tuple[float, float]]) -> float:
-    """How much the least-squares line through ``samples`` rises over their time span."""
-    n = len(samples)
-    mt = sum(t for t, _ in samples) / n
-    mv = sum(v for _, v in samples) / n
-    var = sum((t - mt) ** 2 for t, _ in samples)
-    if var == 0:
-        return 0.0
-    slope = sum((t - mt) * (v - mv) for t, v in samples) / var
-    return slope * (samples[-1][0] - samples[0][0])
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(seconds("TMC_SOAK_SECONDS", 1800) + 300)]
 
 
 def test_webhook_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    duration = _seconds("TMC_SOAK_SECONDS", 1800)
-    every = _seconds("TMC_SOAK_SAMPLE_SECONDS", 60)
-    warmup = _seconds("TMC_SOAK_WARMUP_SECONDS", 300)
+    duration = seconds("TMC_SOAK_SECONDS", 1800)
+    every = seconds("TMC_SOAK_SAMPLE_SECONDS", 60)
+    warmup = seconds("TMC_SOAK_WARMUP_SECONDS", 300)
     assert duration > warmup + 2 * every, "the run must hold at least three samples after the warm-up"
     certs = tmp_path / "certs"
     generate_dir(certs, service=SERVICE, namespace=NAMESPACE, dns=["localhost"], ips=["127.0.0.1"])
@@ -91,9 +41,7 @@ def test_webhook_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     stop = threading.Event()
     bad_errors: list[str] = []
     samples: list[tuple[float, Usage, int]] = []
-    bad = threading.Thread(
-        target=_bad_input_loop, args=(server, stop, bad_errors, duration + 60), daemon=True
-    )
+    bad = threading.Thread(target=bad_input_loop, args=(server, stop, bad_errors, duration + 60), daemon=True)
     try:
         # Keep-alive connections renewed every 50 requests, a small pause: a steady load, not a flood.
         with Load(
@@ -123,12 +71,12 @@ def test_webhook_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     for name in ("rss", "fds", "threads"):
         series = [(t, float(getattr(u, name))) for t, u in later]
         mean = sum(v for _, v in series) / len(series)
-        rise = _rise(series)
+        trend = rise(series)
         scale, unit = (1024 * 1024, " MiB") if name == "rss" else (1, "")
         report.append(
-            f"{name}: mean {mean / scale:.1f}{unit}, trend {rise / scale:+.1f}{unit} ({rise / mean:+.1%})"
+            f"{name}: mean {mean / scale:.1f}{unit}, trend {trend / scale:+.1f}{unit} ({trend / mean:+.1%})"
         )
-        assert rise <= 0.10 * mean, report
+        assert trend <= 0.10 * mean, report
     rate = (samples[-1][2] - samples[0][2]) / (samples[-1][0] - samples[0][0])
     with capsys.disabled():
         print(f"[soak] after the warm-up: {'; '.join(report)}; {rate:.0f} requests/s")
