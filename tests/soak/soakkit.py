@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from kcp_tmc.reconcilers.client import KubeClient
 from kcp_tmc.reconcilers.resources import SYNCTARGETS
+from tests.reconcilers.reconciler_processes import wait_for
 from tests.webhook.load import read_response, request
 from tests.webhook.webhook_helpers import Server
 
@@ -125,3 +126,18 @@ class HeartbeatLoad:
                 self.errors.append(repr(exc))
             self.rounds += 1
             time.sleep(5.0)
+
+
+def still_reconciling(kube: KubeClient) -> None:
+    """At the end of a soak the reconciler still works: a new SyncTarget gets its key label."""
+    kube.create(
+        SYNCTARGETS,
+        {"apiVersion": "workload.kcp.io/v1alpha1", "kind": "SyncTarget", "metadata": {"name": "last"}},
+    )
+    wait_for(
+        lambda: (
+            "internal.workload.kcp.io/key" in (kube.get(SYNCTARGETS, "last")["metadata"].get("labels") or {})
+        ),
+        30,
+        "the reconciler stopped reconciling",
+    )

@@ -41,7 +41,7 @@ from kcp_tmc.testing.tls import serving_certs
 from tests.procstats import Usage, children, usage
 from tests.reconcilers.reconciler_processes import Reconciler, add_member_cluster, crds, wait_for
 from tests.reconcilers.vw_env import CONFIGMAPS, SYNCER_TOKEN, sync_rule
-from tests.soak.soakkit import HeartbeatLoad, bad_input_loop, create_targets, rise, seconds
+from tests.soak.soakkit import HeartbeatLoad, bad_input_loop, create_targets, rise, seconds, still_reconciling
 from tests.webhook.load import Load
 from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, free_port, start_server, stop_server
 
@@ -269,23 +269,7 @@ def test_combined_soak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
             beats.thread.join(30)
             watches.join()
             bad.join(30)
-            # Still reconciling at the end: a new SyncTarget gets its key label.
-            kube.create(
-                SYNCTARGETS,
-                {
-                    "apiVersion": "workload.kcp.io/v1alpha1",
-                    "kind": "SyncTarget",
-                    "metadata": {"name": "last"},
-                },
-            )
-            wait_for(
-                lambda: (
-                    "internal.workload.kcp.io/key"
-                    in (kube.get(SYNCTARGETS, "last")["metadata"].get("labels") or {})
-                ),
-                30,
-                "the reconciler stopped reconciling",
-            )
+            still_reconciling(kube)
         finally:
             stop.set()
             with contextlib.suppress(Exception):

@@ -19,16 +19,14 @@ from pathlib import Path
 import pytest
 
 from kcp_tmc.reconcilers.client import KubeClient
-from kcp_tmc.reconcilers.resources import SYNCTARGETS
 from kcp_tmc.testing import FakeAPIServer
 from tests.reconcilers.reconciler_processes import (
     Reconciler,
     add_member_cluster,
     crds,
     process_figures,
-    wait_for,
 )
-from tests.soak.soakkit import HeartbeatLoad, create_targets, grows
+from tests.soak.soakkit import HeartbeatLoad, create_targets, grows, still_reconciling
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(0)]
 
@@ -74,23 +72,7 @@ def test_reconciler_soak(tmp_path: Path) -> None:
                         f"minute {elapsed / 60:5.1f}: RSS {rss:6.1f} MiB, threads {threads}, fds {fds}",
                         flush=True,
                     )
-            # Still reconciling at the end: a new SyncTarget gets its key label.
-            kube.create(
-                SYNCTARGETS,
-                {
-                    "apiVersion": "workload.kcp.io/v1alpha1",
-                    "kind": "SyncTarget",
-                    "metadata": {"name": "last"},
-                },
-            )
-            wait_for(
-                lambda: (
-                    "internal.workload.kcp.io/key"
-                    in (kube.get(SYNCTARGETS, "last")["metadata"].get("labels") or {})
-                ),
-                30,
-                "the reconciler stopped reconciling",
-            )
+            still_reconciling(kube)
         finally:
             load.until = 0
             load.thread.join(timeout=30)

@@ -168,14 +168,9 @@ def test_a_bug_while_evaluating_a_large_review_off_the_loop_is_a_500_denial(
     status, body = gevent.spawn(post, app, "/validate", labelled(30_000)).get(timeout=30)
     uid = example("synctarget-create.json")["request"]["uid"]
     assert status == 200
-    assert json.loads(body)["response"] == {
-        "uid": uid,
-        "allowed": False,
-        "status": {
-            "code": 500,
-            "reason": "InternalError",
-            "message": "internal error in the webhook (ZeroDivisionError); "
-            f"its log has the details under uid {uid}",
-        },
-    }
+    response = json.loads(body)["response"]
+    assert (response["uid"], response["allowed"], response["status"]["code"]) == (uid, False, 500)
+    assert response["status"]["message"] == (
+        f"internal error in the webhook (ZeroDivisionError); its log has the details under uid {uid}"
+    )
     assert f"internal error answering review {uid}" in caplog.text
