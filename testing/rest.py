@@ -84,13 +84,25 @@ class Call:
         return f"{self.info.plural}/{self.subresource}" if self.subresource else self.info.plural
 
 
+class EncodedJSON(bytes):
+    """A JSON body encoded already: a list put together from its items' cached encodings."""
+
+
 @dataclass
 class Reply:
-    """What to answer: status code, JSON body, warnings."""
+    """What to answer: status code, JSON body (or one encoded already), warnings."""
 
     code: int
-    body: Object
+    body: Object | EncodedJSON
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def obj(self) -> Object:
+        """The body as an object (decoded, when it was encoded already)."""
+        if isinstance(self.body, EncodedJSON):
+            decoded: Object = json.loads(self.body)
+            return decoded
+        return self.body
 
 
 #: What kube-apiserver lists when it refuses a body's media type (custom resources included).
@@ -188,6 +200,8 @@ class Rest:
         faults: Faults,
     ) -> None:
         self.store = store
+        #: (resource, namespace, name) -> (stored object, apiVersion, its list-item encoding).
+        self._encoded: dict[tuple[Any, str, str], tuple[Object, str, bytes]] = {}
         self.authorizer = authorizer
         self.tokens = tokens
         self.counters = counters
@@ -224,8 +238,7 @@ class Rest:
         if verb == "get":
             return Reply(200, self._served(info, self._existing(call)))
         if verb == "list":
-            # The reply is encoded and sent, never changed: its items may share what the store holds.
-            return Reply(200, self.list_objects(call, shared=True))
+            return Reply(200, self.list_encoded(call))
         if verb == "create":
             return self.create(call)
         if verb == "update":
@@ -852,7 +865,7 @@ class Rest:
         )
         write.admitted = True
         reply = self._apply_update(write, rescale, rv or None, call.verb)
-        return Reply(200, self._scale_of(info, reply.body), warnings + reply.warnings)
+        return Reply(200, self._scale_of(info, reply.obj), warnings + reply.warnings)
 
     # --- delete -----------------------------------------------------------------------------------------
 
@@ -1007,6 +1020,35 @@ class Rest:
 
         ``shared`` items are shallow copies of the stored objects, for a reply that is only encoded.
         """
+        info, page, list_meta = self._list_page(call)
+        items = [self._served(info, o, in_list=True, shared=shared) for o in page]
+        return {"apiVersion": info.api_version, "kind": info.list_kind, "metadata": list_meta, "items": items}
+
+    def list_encoded(self, call: Call) -> EncodedJSON:
+        """:meth:`list_objects` as the JSON sent, each item's encoding reused while it is unchanged.
+
+        The store never changes a committed object in place (a write commits a new one), so an
+        encoding stays right for as long as the object it was made from is the one stored.
+        """
+        info, page, list_meta = self._list_page(call)
+        cache = self._encoded
+        parts = []
+        for obj in page:
+            meta = obj["metadata"]
+            key = (info.key, meta.get("namespace", ""), meta["name"])
+            hit = cache.get(key)
+            if hit is None or hit[0] is not obj or hit[1] != info.api_version:
+                served = self._served(info, obj, in_list=True, shared=True)
+                hit = (obj, info.api_version, json.dumps(served, separators=(",", ":")).encode())
+                cache[key] = hit
+            parts.append(hit[2])
+        head = json.dumps(
+            {"apiVersion": info.api_version, "kind": info.list_kind, "metadata": list_meta},
+            separators=(",", ":"),
+        ).encode()
+        return EncodedJSON(head[:-1] + b',"items":[' + b",".join(parts) + b"]}")
+
+    def _list_page(self, call: Call) -> tuple[ResourceInfo, list[Object], Object]:
         info = call.info
         labels, fields = self.selectors(call)
         limit = 0
@@ -1039,11 +1081,10 @@ class Rest:
                     continue
                 if labels.matches(meta.get("labels") or {}) and fields.matches(obj):
                     matching.append(obj)
-            page = matching[:limit] if limit else matching
-            items = [self._served(info, o, in_list=True, shared=shared) for o in page]
+        page = matching[:limit] if limit else matching
         list_meta: Object = {"resourceVersion": str(rv)}
         if limit and len(matching) > limit:
-            last = items[-1]["metadata"]
+            last = page[-1]["metadata"]
             next_token = {
                 "v": "meta.k8s.io/v1",
                 "rv": rv,
@@ -1053,7 +1094,7 @@ class Rest:
                 base64.urlsafe_b64encode(json.dumps(next_token).encode()).decode().rstrip("=")
             )
             list_meta["remainingItemCount"] = len(matching) - limit
-        return {"apiVersion": info.api_version, "kind": info.list_kind, "metadata": list_meta, "items": items}
+        return info, page, list_meta
 
     # --- side effects ----------------------------------------------------------------------------------
 
@@ -1062,6 +1103,8 @@ class Rest:
             self.store.table.set_crd(obj["metadata"]["name"], infos_from_crd(obj))
 
     def _after_delete(self, info: ResourceInfo, obj: Object) -> None:
+        meta = obj.get("metadata") or {}
+        self._encoded.pop((info.key, meta.get("namespace", ""), meta.get("name", "")), None)
         if info.key == CRD_KEY:
             spec = obj.get("spec") or {}
             key = (str(spec.get("group", "")), str((spec.get("names") or {}).get("plural", "")))

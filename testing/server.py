@@ -40,7 +40,7 @@ from kcp_tmc.testing.auth import ADMIN, Attributes, Authorizer, User, user_from_
 from kcp_tmc.testing.errors import StatusError
 from kcp_tmc.testing.instruments import Counters, Faults, WriteLog
 from kcp_tmc.testing.resources import ResourceInfo
-from kcp_tmc.testing.rest import Call, Reply, Rest
+from kcp_tmc.testing.rest import Call, EncodedJSON, Reply, Rest
 from kcp_tmc.testing.store import Store, WatchEvent
 from kcp_tmc.testing.tls import serving_certs
 from kcp_tmc.testing.types import AdmissionHook
@@ -483,7 +483,7 @@ class FakeAPIServer:
         ns = ""
         if info.namespaced:
             ns = namespace or str((obj.get("metadata") or {}).get("namespace") or "default")
-        return self.rest.create(self._direct("create", info, ns), obj).body
+        return self.rest.create(self._direct("create", info, ns), obj).obj
 
     def update(self, obj: Object, subresource: str = "") -> Object:
         """Replaces an object (its status with ``subresource="status"``); returns the stored one."""
@@ -493,13 +493,13 @@ class FakeAPIServer:
             "update", info, str(meta.get("namespace", "")) if info.namespaced else "", meta.get("name", "")
         )
         call.subresource = subresource
-        return self.rest.update(call, obj).body
+        return self.rest.update(call, obj).obj
 
     def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> Object | None:
         """One object (``kind`` may be a kind or a plural), or ``None``."""
         info = self._info(api_version, kind)
         try:
-            return self.rest.handle(self._direct("get", info, namespace, name)).body
+            return self.rest.handle(self._direct("get", info, namespace, name)).obj
         except StatusError as exc:
             if exc.code == 404:
                 return None
@@ -527,10 +527,10 @@ class FakeAPIServer:
         name = (crd.get("metadata") or {}).get("name", "")
         existing = self.get("apiextensions.k8s.io/v1", "customresourcedefinitions", name)
         if existing is None:
-            return self.rest.create(self._direct("create", info), crd).body
+            return self.rest.create(self._direct("create", info), crd).obj
         replacement = copy.deepcopy(crd)
         replacement.setdefault("metadata", {})["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        return self.rest.update(self._direct("update", info, "", name), replacement).body
+        return self.rest.update(self._direct("update", info, "", name), replacement).obj
 
     def set_admission(self, hook: AdmissionHook | Any) -> None:
         """Replaces the admission hook (an object with ``admit`` or a function; ``None`` for none)."""
@@ -566,7 +566,7 @@ class FakeAPIServer:
     ) -> web.Response:
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         sent = [("Audit-Id", secrets.token_hex(8)), ("Cache-Control", "no-cache, private")]
-        sent.append(_TEXT if isinstance(body, bytes) else _JSON)
+        sent.append(_TEXT if isinstance(body, bytes) and not isinstance(body, EncodedJSON) else _JSON)
         sent.extend(headers)
         sent.extend(("Warning", f"299 - {json.dumps(warning)}") for warning in warnings)
         return web.Response(status=code, body=data, headers=sent)
