@@ -36,7 +36,7 @@ INTEGRATION = (
 
 
 #: The modules with the longest tests (half a minute and more each), longest first: run first, so that
-#: ``pytest -n 2`` does not end with one worker still on a long test while the other idles.
+#: ``pytest -n`` does not end with one worker still on a long test while the others idle.
 LONG_FIRST = (
     "tests/test_users_day.py",
     "tests/webhook/test_webhook_quota_race.py",
