@@ -188,9 +188,11 @@ class Store:
         with self.lock:
             self._watchers.get(watcher.key, set()).discard(watcher)
 
-    def watcher_count(self) -> int:
-        """How many watches are open."""
+    def watcher_count(self, key: Key | None = None) -> int:
+        """How many watches are open (of the resource ``key``, ``(group, plural)``, when given)."""
         with self.lock:
+            if key is not None:
+                return len(self._watchers.get(key, ()))
             return sum(len(w) for w in self._watchers.values())
 
     # --- StoreReader (kcp_tmc.testing.types): deep copies, by group/version/plural ---
