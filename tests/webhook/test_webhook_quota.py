@@ -287,9 +287,8 @@ def test_the_app_starts_without_waiting_for_a_slow_apiserver(
     assert eventually(lambda: all(i.synced.is_set() for i in lookup.informers.values()))
 
 
-def test_a_scale_write_reads_its_workload_live_and_reserves_the_difference(
-    api: FakeAPIServer, make_app: Callable[..., Flask]
-) -> None:
+def create_web_deployment(api: FakeAPIServer) -> None:
+    """Deployment ``default/web``: one replica of one container requesting one CPU."""
     container = {"name": "app", "image": "nginx", "resources": {"requests": {"cpu": "1"}}}
     api.create(
         {
@@ -303,6 +302,12 @@ def test_a_scale_write_reads_its_workload_live_and_reserves_the_difference(
             },
         }
     )
+
+
+def test_a_scale_write_reads_its_workload_live_and_reserves_the_difference(
+    api: FakeAPIServer, make_app: Callable[..., Flask]
+) -> None:
+    create_web_deployment(api)
     app = make_app(kubeconfig=api.kubeconfig_path)
 
     def scale(replicas: int) -> dict[str, Any]:

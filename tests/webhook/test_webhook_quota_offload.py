@@ -25,7 +25,14 @@ from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.crds import crd
 from kcp_tmc.webhook.lookup import ApiCallError, ApiLookup
 from kcp_tmc.webhook.worker import cooperative_waiter
-from tests.webhook.test_webhook_quota import fq, pod_review, reservation, used_of, with_status
+from tests.webhook.test_webhook_quota import (
+    create_web_deployment,
+    fq,
+    pod_review,
+    reservation,
+    used_of,
+    with_status,
+)
 from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, Server, start_server, stop_server
 
 #: How late the apiserver answers while the probes run.
@@ -151,19 +158,7 @@ def scale_review(replicas: int) -> dict[str, Any]:
 
 def test_a_review_beside_a_waiting_live_read_is_answered_at_once(api: FakeAPIServer, webhook: Server) -> None:
     # A scale write reads its Deployment live (no cache holds workloads): a round trip per review.
-    container = {"name": "app", "image": "nginx", "resources": {"requests": {"cpu": "1"}}}
-    api.create(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "default"},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [container]}},
-            },
-        }
-    )
+    create_web_deployment(api)
     api.faults.latency(LATENCY)
     try:
         answer = probe_while(webhook, lambda: send(webhook, scale_review(3)))
