@@ -247,17 +247,18 @@ def post_review(
     ``timeout`` bounds the whole call (connect, TLS, request, response), like the
     context deadline the apiserver puts on each webhook call.  With ``pool``, a kept
     connection is used when there is one; one the server closed before answering is
-    retried once on a new connection, as Go's transport does for a reused connection.
+    retried once on a new connection, as Go's transport does for a reused connection;
+    the retry shares the call's deadline.
     """
+    deadline = time.monotonic() + timeout
     if pool is not None:
-        key = pool.key(endpoint)
-        kept = pool.take(key)
+        kept = pool.take(pool.key(endpoint))
         if kept is not None:
             try:
-                return _post(endpoint, review, timeout, pool, kept)
+                return _post(endpoint, review, timeout, deadline, pool, kept)
             except _StaleConnection:
                 pass
-    return _post(endpoint, review, timeout, pool, None)
+    return _post(endpoint, review, timeout, deadline, pool, None)
 
 
 class _StaleConnection(Exception):
@@ -268,10 +269,10 @@ def _post(
     endpoint: Endpoint,
     review: Mapping[str, Any],
     timeout: float,
+    deadline: float,
     pool: Connections | None,
     kept: ssl.SSLSocket | None,
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     query = "timeout=" + _timeout_param(timeout)
     base = urllib.parse.urlsplit(endpoint.url)
     shown_url = urllib.parse.urlunsplit(
