@@ -460,6 +460,18 @@ class ApiLookup:
         return _off_loop(lambda: self._reserve(reservation, deadline))
 
     def _reserve(self, reservation: Reservation, deadline: float | None) -> FieldError | None:
+        try:
+            return self._reserve_attempts(reservation, deadline)
+        except ApiCallError as exc:
+            # A call cut short because the review's deadline left it too little time is the deadline's
+            # doing, not the apiserver's: the policy's failure mode then speaks of the deadline.
+            if exc.status == 0 and deadline is not None and self.clock() >= deadline - 0.005:
+                raise ReservationTimeout(
+                    f"the review's deadline passed while the quota was being written: {exc}"
+                ) from exc
+            raise
+
+    def _reserve_attempts(self, reservation: Reservation, deadline: float | None) -> FieldError | None:
         rtype = reservation.quota
         informer = self.informers.get(rtype)
         quota = self.get(rtype, reservation.name, reservation.namespace)

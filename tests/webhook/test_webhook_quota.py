@@ -151,6 +151,18 @@ def test_the_deadline_bounds_a_reservation(api: FakeAPIServer, lookup: ApiLookup
         lookup.reserve(reservation("1"))  # no deadline: the attempts are bounded
 
 
+def test_a_call_the_deadline_cuts_short_is_a_reservation_timeout(
+    api: FakeAPIServer, lookup: ApiLookup
+) -> None:
+    # The apiserver answers slower than the review has left: the read times out because of the deadline.
+    api.faults.latency(0.5)
+    try:
+        with pytest.raises(ReservationTimeout, match="deadline passed while the quota was being written"):
+            lookup.reserve(reservation("1"), deadline=time.monotonic() + 0.1)
+    finally:
+        api.faults.clear()
+
+
 def test_an_unusable_kubeconfig_is_named(tmp_path: Any) -> None:
     bad = tmp_path / "kubeconfig"
     bad.write_text("clusters: 7\n")
