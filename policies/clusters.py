@@ -17,6 +17,7 @@ __all__ = [
     "CLUSTER_PATH_PATTERN",
     "DEFAULT_CLUSTER",
     "cluster_of",
+    "is_valid_cluster_name",
     "is_valid_cluster_path",
     "join_path",
     "parent_path",
@@ -28,6 +29,7 @@ DEFAULT_CLUSTER: Final = "root"
 #: A workspace path: DNS-label segments joined by ``:`` (the CRD pattern of ``supportedAPIExports[].path``).
 CLUSTER_PATH_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 _CLUSTER_PATH = re.compile(CLUSTER_PATH_PATTERN)
+_CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def cluster_of(obj: Mapping[str, Any] | None, default: str = DEFAULT_CLUSTER) -> str:
@@ -50,6 +52,17 @@ def is_valid_cluster_path(path: str) -> bool:
     """True when ``path`` is a well-formed workspace path such as ``root:org:ws``."""
     # fullmatch, because "$" would also accept a trailing newline.
     return _CLUSTER_PATH.fullmatch(path) is not None
+
+
+def is_valid_cluster_name(name: str) -> bool:
+    """True when ``name`` is a logical-cluster name (what ``kcp.io/cluster`` holds), not a path.
+
+    A name is one DNS-label-like segment (``root``, or the hash kcp gives a workspace's cluster);
+    names with ``:`` are workspace paths, except the ``system:`` names kcp keeps for itself.
+    """
+    if name.startswith("system:"):
+        return bool(name[len("system:") :])
+    return _CLUSTER_NAME.fullmatch(name) is not None
 
 
 def join_path(parent: str, name: str) -> str:

@@ -20,6 +20,7 @@ from datetime import timedelta
 from types import FrameType
 
 from kcp_tmc.certs.reloading import TLSConfigError
+from kcp_tmc.policies.clusters import is_valid_cluster_name
 from kcp_tmc.policies.timefmt import format_go_duration, parse_go_duration
 from kcp_tmc.reconcilers.aggregator import AggregatorController
 from kcp_tmc.reconcilers.client import InvalidKubeconfig, KubeClient
@@ -226,6 +227,14 @@ def _parse(argv: Sequence[str] | None) -> tuple[_Options, list[str], timedelta, 
         parser.error(f"--partitions must be >= 1 ({opts.partitions})")
     if opts.cluster_workers < 1:
         parser.error(f"--cluster-workers must be >= 1 ({opts.cluster_workers})")
+    if not is_valid_cluster_name(opts.logical_cluster):
+        # kcp keys SyncTargets and builds the virtual-workspace URLs from the cluster's name; a
+        # workspace path gives other keys and URLs that the virtual workspace refuses.
+        parser.error(
+            f"--logical-cluster {opts.logical_cluster!r} is not a logical-cluster name: give the "
+            "name the workspace's objects carry in their kcp.io/cluster annotation (a workspace "
+            "path such as root:org:ws is not one)"
+        )
     _check_vw_flags(parser, opts)
     return opts, shards, threshold, bind
 

@@ -7,21 +7,17 @@ Every refusal is a :class:`PathRefused` carrying the reason; the server answers 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kcp_tmc.policies.clusters import is_valid_cluster_name
 from kcp_tmc.policies.keys import sync_target_key
 
 __all__ = ["SERVICES", "PathRefused", "VWPath", "check_target", "not_found_status", "parse_vw_path"]
 
 #: The two virtual workspaces, by the path segment that names them.
 SERVICES = ("syncer", "upsyncer")
-
-# A logical-cluster name as kcp spells one: lower-case alphanumerics and dashes, not starting or
-# ending with a dash.  Names with ``:`` are paths, refused unless they are ``system:`` names.
-_CLUSTER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
 class PathRefused(ValueError):
@@ -43,12 +39,6 @@ class VWPath:
     def key(self) -> str:
         """The SyncTarget key of the target, as the state labels carry it."""
         return sync_target_key(self.target_cluster, self.target_name)
-
-
-def _valid_cluster_name(name: str) -> bool:
-    if name.startswith("system:"):
-        return bool(name[len("system:") :])
-    return bool(_CLUSTER_NAME.match(name))
 
 
 def _check_segments(path: str, raw_path: str) -> None:
@@ -78,13 +68,13 @@ def parse_vw_path(path: str, raw_path: str | None = None) -> VWPath:
         raise PathRefused(f"path {path!r} lacks the SyncTarget cluster, name or UID")
     _check_segments(path, path if raw_path is None else raw_path)
     target_cluster, target_name, target_uid = segments[:3]
-    if not _valid_cluster_name(target_cluster):
+    if not is_valid_cluster_name(target_cluster):
         raise PathRefused(f"SyncTarget cluster {target_cluster!r} is not a logical-cluster name")
     rest = "/" + segments[3] if len(segments) > 3 else ""
     if not rest.startswith("/clusters/"):
         raise PathRefused(f"path {path!r} lacks the /clusters/<cluster> segment after the SyncTarget UID")
     cluster, _, api = rest[len("/clusters/") :].partition("/")
-    if cluster != "*" and not _valid_cluster_name(cluster):
+    if cluster != "*" and not is_valid_cluster_name(cluster):
         raise PathRefused(f"cluster {cluster!r} is neither * nor a logical-cluster name")
     return VWPath(service, target_cluster, target_name, target_uid, cluster, "/" + api)
 

@@ -679,3 +679,11 @@ def test_the_reconciler_may_do_what_its_controllers_and_the_virtual_workspace_do
     assert ("list", "", "configmaps") not in minimal
     # The reconciler polls: no watch outside what the virtual workspace's caches follow.
     assert {r for v, _, r in minimal if v == "watch"} == {"synctargets", "apiexports", "apiresourceschemas"}
+
+
+def test_a_workspace_path_as_the_logical_cluster_is_refused_by_the_values_schema() -> None:
+    done = helm("template", "x", str(CHART), "--set", "reconciler.logicalCluster=root:org:ws")
+    assert done.returncode != 0
+    assert "at '/reconciler/logicalCluster': 'root:org:ws' does not match pattern" in done.stderr, done.stderr
+    args = find(render("reconciler.logicalCluster=2t0gpaylzr6ws2i4"), "Deployment", f"{RELEASE}-reconciler")
+    assert "--logical-cluster=2t0gpaylzr6ws2i4" in args["spec"]["template"]["spec"]["containers"][0]["args"]

@@ -10,6 +10,7 @@ from kcp_tmc.policies.clusters import (
     ANNOTATION_CLUSTER,
     DEFAULT_CLUSTER,
     cluster_of,
+    is_valid_cluster_name,
     is_valid_cluster_path,
     join_path,
     parent_path,
@@ -55,6 +56,18 @@ def test_valid_paths(path: str) -> None:
 )
 def test_invalid_paths(path: str) -> None:
     assert not is_valid_cluster_path(path)
+
+
+@pytest.mark.parametrize("name", ["root", "2t0gpaylzr6ws2i4", "a-b", "0", "system:admin", "system:a:b"])
+def test_valid_names(name: str) -> None:
+    assert is_valid_cluster_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["", "root:org:ws", "root:", "system:", "Root", "-a", "a-", "a_b", "root\n", "*"]
+)
+def test_invalid_names(name: str) -> None:
+    assert not is_valid_cluster_name(name)
 
 
 def test_join_and_parent() -> None:

@@ -19,6 +19,11 @@ from kcp_tmc.reconcilers.leases import LEASES
 from kcp_tmc.reconcilers.resources import SYNCTARGETS
 from kcp_tmc.reconcilers.synctarget import SyncTargetController
 
+NOT_A_NAME = (
+    "--logical-cluster '{}' is not a logical-cluster name: give the name the workspace's objects carry in "
+    "their kcp.io/cluster annotation (a workspace path such as root:org:ws is not one)"
+)
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -39,6 +44,8 @@ from kcp_tmc.reconcilers.synctarget import SyncTargetController
         (["--cluster-workers=0"], "--cluster-workers must be >= 1 (0)"),
         (["--cluster-workers=many"], "argument --cluster-workers: invalid int value: 'many'"),
         (["--cluster-deadline=0s"], "argument --cluster-deadline: --cluster-deadline must be >0 (0s)"),
+        (["--logical-cluster", "root:org:ws"], NOT_A_NAME.format("root:org:ws")),
+        (["--logical-cluster", "Root"], NOT_A_NAME.format("Root")),
         (
             ["--leader-elect", "--leader-elect-renew-deadline=20s", "--kubeconfig", "/dev/null"],
             "lease timings must satisfy 0 < retry period < renew deadline < lease duration (2.0, 20.0, 15.0)",
@@ -110,11 +117,13 @@ def test_aggregator_and_quota_share_one_workload_index():
     from kcp_tmc.reconcilers.aggregator import AggregatorController
     from kcp_tmc.reconcilers.quota import QuotaController
 
-    opts = build_parser().parse_args(["--controllers", "quota,aggregator", "--logical-cluster", "root:a"])
+    opts = build_parser().parse_args(
+        ["--controllers", "quota,aggregator", "--logical-cluster", "2t0gpaylzr6ws2i4"]
+    )
     aggregator, quota = build_controllers(opts, [], timedelta(minutes=1), 3)
     assert (type(aggregator), type(quota)) == (AggregatorController, QuotaController)
     assert aggregator.workloads is quota.workloads
-    assert aggregator.workloads.logical_cluster == "root:a"
+    assert aggregator.workloads.logical_cluster == "2t0gpaylzr6ws2i4"
     assert (aggregator.partitions, quota.partitions) == (3, 3)
 
 
