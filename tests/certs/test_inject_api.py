@@ -88,6 +88,16 @@ def _webhook(name: str, **client_config: Any) -> dict[str, Any]:
     }
 
 
+def _drained(response: Any) -> None:
+    # Read the body before the connection goes back to the pool: a connection
+    # released with its body unread hands that body to the next request as its
+    # status line (BadStatusLine on a real apiserver, whose replies are larger).
+    try:
+        response.data  # noqa: B018 - reading it is the point
+    finally:
+        response.release_conn()
+
+
 def _create_configuration(kube: Any, kind: str, name: str, webhooks: list[dict[str, Any]]) -> None:
     body = {"apiVersion": WEBHOOK_GROUP, "kind": kind, "metadata": {"name": name}, "webhooks": webhooks}
     api = _admission(kube)
@@ -96,7 +106,7 @@ def _create_configuration(kube: Any, kind: str, name: str, webhooks: list[dict[s
         if kind == "ValidatingWebhookConfiguration"
         else api.create_mutating_webhook_configuration
     )
-    create(body, _preload_content=False).release_conn()
+    _drained(create(body, _preload_content=False))
 
 
 def _read(method: Callable[..., Any], *args: Any) -> dict[str, Any]:
@@ -125,7 +135,7 @@ def _secret(kube: Any, namespace: str, name: str) -> dict[str, Any]:
 def _ensure_namespace(kube: Any, name: str) -> None:
     try:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-        _core(kube).create_namespace(body, _preload_content=False).release_conn()
+        _drained(_core(kube).create_namespace(body, _preload_content=False))
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -238,7 +248,7 @@ def test_secret_of_another_type_is_left_alone(api: Any, kube: Any, cert_dir: Cer
         "type": "Opaque",
         "data": {"x": "eA=="},
     }
-    _core(kube).create_namespaced_secret("kcp-tmc", body, _preload_content=False).release_conn()
+    _drained(_core(kube).create_namespaced_secret("kcp-tmc", body, _preload_content=False))
     with pytest.raises(CertsError) as info:
         inject(api.kubeconfig_path, cert_dir.directory, secret="kcp-tmc/opaque")
     assert str(info.value) == (
