@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -125,6 +126,37 @@ def test_a_conflict_is_re_read_and_retried(api: FakeAPIServer, lookup: ApiLookup
     assert lookup.reserve(reservation("1")) is None
     assert lookup.conflicts == 2
     assert used_of(api) == "2"
+
+
+def test_reservations_of_one_process_on_one_quota_take_turns_without_conflicts(
+    api: FakeAPIServer, lookup: ApiLookup
+) -> None:
+    # Ten at once, as ten connections of one worker: each starts from the status the one before
+    # it wrote, so none meets a conflict, and the use is exact.
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda _: lookup.reserve(reservation("100m")), range(10)))
+    assert results == [None] * 10
+    assert lookup.conflicts == 0
+    assert used_of(api) == "2"
+
+
+def test_a_reservation_waiting_its_turn_past_its_deadline_times_out(
+    api: FakeAPIServer, lookup: ApiLookup
+) -> None:
+    api.faults.latency(0.5)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(lookup.reserve, reservation("1"))
+            assert eventually(lambda: lookup._quota_lock(reservation("1")).locked())
+            with pytest.raises(
+                ReservationTimeout,
+                match="deadline passed while earlier reservations on the quota were written",
+            ):
+                lookup.reserve(reservation("1"), deadline=time.monotonic() + 0.1)
+            assert first.result() is None
+    finally:
+        api.faults.clear()
+    assert used_of(api) == "2"  # the first written, the one that timed out not
 
 
 def test_a_stale_cache_never_admits_past_the_limit(api: FakeAPIServer, lookup: ApiLookup) -> None:
