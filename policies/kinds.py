@@ -118,6 +118,8 @@ DEPLOYMENT = ResourceType("apps", "v1", "Deployment", "deployments", namespaced=
 REPLICA_SET = ResourceType("apps", "v1", "ReplicaSet", "replicasets", namespaced=True)
 STATEFUL_SET = ResourceType("apps", "v1", "StatefulSet", "statefulsets", namespaced=True)
 JOB = ResourceType("batch", "v1", "Job", "jobs", namespaced=True)
+#: kcp's workspaces: counted by a cluster-scoped quota as ``count/workspaces.tenancy.kcp.io``.
+WORKSPACE = ResourceType("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces", namespaced=False)
 #: What a write of a ``scale`` subresource carries (the request's kind; its resource is the workload's).
 SCALE = ResourceType("autoscaling", "v1", "Scale", "scale", namespaced=True)
 #: The workloads whose compute use quota admission checks.

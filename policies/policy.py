@@ -142,7 +142,8 @@ class Reservation:
 
     ``overall`` is keyed by the quota's own resource names (as its spec writes them) and holds
     only increases; ``per_target`` maps the name of a SyncTarget with a static assignment to the
-    increase on it.  ``path`` is the field path the denial names, should the reservation fail.
+    increase on it, of the assignment's resources and of the overall ones its status entry
+    shows.  ``path`` is the field path the denial names, should the reservation fail.
     """
 
     policy: str

@@ -263,6 +263,8 @@ def _judge(
     if not exceeded:
         return None
     message = exceeded_message(label, exceeded, used, limits)
+    if all(k.startswith("count/") for k in exceeded):
+        path = "metadata.name"  # the object itself is one too many, whatever else it changes
     return FieldError(path, f"{message}; {_fix(view, where)}", "FieldValueForbidden")
 
 
@@ -285,16 +287,20 @@ def check(
         return denial, None
     per_target: dict[str, ResourceList] = {}
     for target, limits in sorted(view.targets.items()):
-        grown = _increases(limits, target_change.get(target, {}))
-        if not grown:
-            continue
-        label = f"{view.name} (static assignment of SyncTarget {target})"
-        used = view.target_used.get(target, {})
-        where = f"spec.staticAssignments[syncTarget={target}].hard"
-        denial = _judge(view, label, limits, used, grown, path, where, False)
-        if denial is not None:
-            return denial, None
-        per_target[target] = grown
+        change = target_change.get(target, {})
+        grown = _increases(limits, change)
+        if grown:
+            label = f"{view.name} (static assignment of SyncTarget {target})"
+            used = view.target_used.get(target, {})
+            where = f"spec.staticAssignments[syncTarget={target}].hard"
+            denial = _judge(view, label, limits, used, grown, path, where, False)
+            if denial is not None:
+                return denial, None
+        # The target's entry also shows the overall resources the manager counts there: reserving
+        # them too keeps the entry whole until the next count, not right for the assignment alone.
+        tracked = {**_increases(view.hard, change), **grown}
+        if tracked:
+            per_target[target] = tracked
     if not increase and not per_target:
         return None, None
     reservation = Reservation(
@@ -363,8 +369,7 @@ def apply_reservation(
             used = view.target_used.get(target, {})
             label = f"{view.name} (static assignment of SyncTarget {target})"
             where = f"spec.staticAssignments[syncTarget={target}].hard"
-            fitting = {k: v for k, v in grown.items() if k in limits}
-            growing = {k: v for k, v in fitting.items() if v.sign > 0}
+            growing = {k: v for k, v in grown.items() if k in limits and v.sign > 0}
             denial = _judge(view, label, limits, used, growing, reservation.path, where, False)
             if denial is not None:
                 return None, denial
@@ -372,6 +377,6 @@ def apply_reservation(
             if entry is None:
                 entry = {"syncTarget": target, "hard": _written(limits)}
                 entries.append(entry)
-            entry["used"] = _written(_respelled(_added(used, fitting), limits))
+            entry["used"] = _written(_respelled(_added(used, grown), limits))
         status["aggregatedStatus"] = entries
     return status, None

@@ -431,7 +431,9 @@ def _rule_matches(rule: Mapping[str, Any], attrs: AdmissionAttributes) -> bool:
 
 def _request(uid: str, attrs: AdmissionAttributes, obj: Object | None) -> Object:
     """``AdmissionRequest`` with the apiserver's field order; empty optional fields left out."""
-    kind = {"group": attrs.group, "version": attrs.version, "kind": attrs.kind}
+    # A scale write is reviewed as an autoscaling/v1 Scale on apps/v1 deployments, say.
+    kind_group, kind_version = attrs.kind_group_version
+    kind = {"group": kind_group, "version": kind_version, "kind": attrs.kind}
     resource = {"group": attrs.group, "version": attrs.version, "resource": attrs.resource}
     request: Object = {"uid": uid, "kind": kind, "resource": resource}
     if attrs.subresource:

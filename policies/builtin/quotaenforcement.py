@@ -5,9 +5,11 @@ On CREATE and UPDATE of Pods, Deployments, ReplicaSets, StatefulSets and Jobs (a
 (:func:`kcp_tmc.policies.usage.change`): a relabel costs nothing, a scale-up the difference.  The
 request is denied (403, reason ``QuotaExceeded``) when the change would take a quota's use above
 its limit: a FederatedQuota's ``spec.overall``, the static assignment of a SyncTarget the
-workload is placed on, or a count of kcp's cluster-scoped ResourceQuota.  ConfigMaps are checked
-for the counts only.  As in Kubernetes, once a quota constrains ``cpu`` or ``memory`` (requests
-or limits), every container must state them.
+workload is placed on, or a count of kcp's cluster-scoped ResourceQuota.  ConfigMaps and kcp
+Workspaces are checked for the counts only (``count/configmaps``,
+``count/workspaces.tenancy.kcp.io``).  As in Kubernetes, once a quota constrains ``cpu`` or
+``memory`` (requests or limits), every container must state them.  A denial for an object count
+alone names ``metadata.name``: the object itself is one too many.
 
 The policy reads quotas through the request's :class:`~kcp_tmc.policies.policy.Lookup` and does
 no I/O: an admitted change comes back as :class:`~kcp_tmc.policies.policy.Reservation` s that
@@ -29,6 +31,7 @@ from kcp_tmc.policies.kinds import (
     REPLICA_SET,
     SCALE,
     STATEFUL_SET,
+    WORKSPACE,
     ResourceType,
 )
 from kcp_tmc.policies.model import spec_of
@@ -46,13 +49,15 @@ CONFIG_MAP: Final = ResourceType("", "v1", "ConfigMap", "configmaps", namespaced
 _MUST_SPECIFY: Final = frozenset(
     {"cpu", "memory", "requests.cpu", "requests.memory", "limits.cpu", "limits.memory"}
 )
-_BY_PLURAL: Final = {t.plural: t for t in (POD, DEPLOYMENT, REPLICA_SET, STATEFUL_SET, JOB, CONFIG_MAP)}
+#: Kinds quota only counts (kcp's e2e counts configmaps and workspaces): no compute use, no scale.
+_COUNTED: Final = (CONFIG_MAP, WORKSPACE)
+_BY_PLURAL: Final = {t.plural: t for t in (POD, DEPLOYMENT, REPLICA_SET, STATEFUL_SET, JOB, *_COUNTED)}
 _GROUP_OF: Final = {t.plural: t.group for t in _BY_PLURAL.values()}
 
 
 @validating(
     POLICY,
-    kinds=[POD, DEPLOYMENT, REPLICA_SET, STATEFUL_SET, JOB, SCALE, CONFIG_MAP],
+    kinds=[POD, DEPLOYMENT, REPLICA_SET, STATEFUL_SET, JOB, SCALE, *_COUNTED],
     operations=["CREATE", "UPDATE"],
     subresources=["", "scale"],
     side_effects=True,
@@ -66,7 +71,7 @@ def quota_enforcement(req: PolicyRequest) -> Verdict | None:
         return None
     new, old = req.object, req.old_object
     if req.sub_resource == "scale":
-        if rtype in (CONFIG_MAP, POD):
+        if rtype == POD or rtype in _COUNTED:
             return None
         new, old = _scaled_pair(req, rtype)
         if new is None:
@@ -86,7 +91,7 @@ def quota_enforcement(req: PolicyRequest) -> Verdict | None:
     errors: list[FieldError] = []
     reservations: list[Reservation] = []
     for view in quotas:
-        if overall and rtype != CONFIG_MAP:
+        if overall and rtype not in _COUNTED:
             missing = _missing_requests(view, rtype, new)
             if missing is not None:
                 errors.append(missing)
@@ -122,7 +127,7 @@ def _path(rtype: ResourceType, new: Mapping[str, Any], old: object, sub_resource
     """The field the change comes from: the replica count when it changed, else the containers."""
     if rtype == POD:
         return "spec.containers"
-    if rtype == CONFIG_MAP:
+    if rtype in _COUNTED:
         return "metadata.name"
     field = "parallelism" if rtype == JOB else "replicas"
     old_spec = spec_of(old if isinstance(old, Mapping) else None)

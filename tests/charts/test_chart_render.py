@@ -321,9 +321,13 @@ def test_quota_admission_is_on_by_default_on_its_own_route(rendered: dict[str, l
         ("apps", "statefulsets"),
         ("apps", "statefulsets/scale"),
         ("batch", "jobs"),
+        ("tenancy.kcp.io", "workspaces"),
     }
-    assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in quota["rules"])
-    assert all(rule["scope"] == "Namespaced" for rule in quota["rules"])
+    *namespaced, workspaces = quota["rules"]
+    assert all(rule["operations"] == ["CREATE", "UPDATE"] for rule in namespaced)
+    assert all(rule["scope"] == "Namespaced" for rule in namespaced)
+    # A Workspace is counted when it is made; an update changes no count.
+    assert (workspaces["operations"], workspaces["scope"]) == (["CREATE"], "Cluster")
     _excludes_the_system_namespaces(quota)
     # FederatedQuotas themselves are validated by the library on /validate, without side effects.
     assert fq["clientConfig"]["service"]["path"] == "/validate"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conformance_kit import Backend, Response, configmap, failure, unique
+from conformance_kit import Backend, Response, configmap, deployment, failure, unique
 
 from kcp_tmc.testing.stub_webhook import StubWebhook, allow, deny
 
@@ -181,6 +181,39 @@ def test_update_sends_the_old_object(scope: Scope) -> None:
     assert not update["oldObject"].get("data")
     assert update["object"]["data"] == {"a": "1"}
     assert update["options"]["kind"] == "UpdateOptions"
+
+
+def test_a_scale_write_is_reviewed_as_an_autoscaling_scale(scope: Scope) -> None:
+    scope.hook.on("/v", allow)
+    rule = {
+        "operations": ["UPDATE"],
+        "apiGroups": ["apps"],
+        "apiVersions": ["v1"],
+        "resources": ["deployments/scale"],
+    }
+    scope.register("Validating", scope.webhook("v.conformance.kcp.io", "/v", rules=[rule]))
+    apps = f"/apis/apps/v1/namespaces/{scope.namespace}/deployments"
+    assert scope.backend.http("POST", apps, deployment("web", scope.namespace)).status == 201
+    patch = {"spec": {"replicas": 2}}
+
+    def reviewed() -> bool:
+        reply = scope.backend.http(
+            "PATCH", f"{apps}/web/scale", patch, content_type="application/merge-patch+json"
+        )
+        assert reply.status == 200, reply.body
+        patch["spec"]["replicas"] += 1
+        return bool(scope.hook.calls_to("/v"))
+
+    scope.backend.wait_for(reviewed, timeout=15, what="webhook configuration to take effect")
+    request = scope.hook.calls[-1].review["request"]
+    scale = {"group": "autoscaling", "version": "v1", "kind": "Scale"}
+    deployments = {"group": "apps", "version": "v1", "resource": "deployments"}
+    assert (request["kind"], request["requestKind"]) == (scale, scale)
+    assert (request["resource"], request["requestResource"]) == (deployments, deployments)
+    assert (request["subResource"], request["requestSubResource"]) == ("scale", "scale")
+    assert request["name"] == "web" and request["operation"] == "UPDATE"
+    assert (request["object"]["kind"], request["oldObject"]["kind"]) == ("Scale", "Scale")
+    assert request["object"]["spec"]["replicas"] == request["oldObject"]["spec"]["replicas"] + 1
 
 
 def test_dry_run_reaches_the_webhook(scope: Scope) -> None:

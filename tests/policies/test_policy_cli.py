@@ -647,7 +647,7 @@ def test_list_shows_the_policies(run: Run, monkeypatch: pytest.MonkeyPatch) -> N
         [
             "quota-enforcement",
             "validating",
-            "Pod,Deployment,ReplicaSet,StatefulSet,Job,Scale,ConfigMap",
+            "Pod,Deployment,ReplicaSet,StatefulSet,Job,Scale,ConfigMap,Workspace",
             "CREATE,UPDATE",
             "main,scale",
             "enforce",

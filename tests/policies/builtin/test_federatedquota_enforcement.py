@@ -118,6 +118,7 @@ def test_registered() -> None:
         "Job",
         "Scale",
         "ConfigMap",
+        "Workspace",
     }
     assert policy.subresources == {"", "scale"}
 
@@ -284,6 +285,42 @@ def test_static_assignment_of_the_target_the_pod_is_placed_on() -> None:
     assert [dict(r.per_target) for r in verdict.reservations] == [{"west": {"cpu": q("2")}}]
 
 
+def test_a_reservation_on_an_assigned_target_carries_the_overall_resources_its_entry_shows() -> None:
+    east = sync_target_key(CLUSTER, "east")
+    quota = fq(
+        {"cpu": "10", "count/deployments.apps": "5"},
+        {"cpu": "1", "count/deployments.apps": "1"},
+        static=[{"syncTarget": "east", "hard": {"cpu": "4"}}],
+        aggregated=[
+            {"syncTarget": "east", "hard": {"cpu": "4"}, "used": {"count/deployments.apps": "1", "cpu": "1"}}
+        ],
+    )
+    placed = deployment(2, labels={state_label(east): "Sync"})
+    verdict = quota_enforcement(request("deployments", placed, objects=[quota]))
+    assert verdict is not None and not verdict.errors
+    [reserved] = verdict.reservations
+    assert dict(reserved.per_target) == {"east": {"cpu": q("2"), "count/deployments.apps": q("1")}}
+    status, denial = apply_reservation(quota, reserved, CLUSTER)
+    assert denial is None and status is not None
+    assert status["aggregatedStatus"] == [
+        {"syncTarget": "east", "hard": {"cpu": "4"}, "used": {"count/deployments.apps": "2", "cpu": "3"}}
+    ]
+
+
+def test_a_deployment_one_too_many_names_the_object_not_its_replicas() -> None:
+    quota = fq({"count/deployments.apps": "1", "cpu": "10"}, {"count/deployments.apps": "1", "cpu": "1"})
+    assert messages(quota_enforcement(request("deployments", deployment(2), objects=[quota]))) == [
+        "metadata.name: exceeded quota: team-a, requested: count/deployments.apps=1, "
+        f"used: count/deployments.apps=1, limited: count/deployments.apps=1; {FIX}"
+    ]
+    # With cpu over too, the replicas are what the user can change.
+    crowded = fq({"count/deployments.apps": "1", "cpu": "2"}, {"count/deployments.apps": "1", "cpu": "1"})
+    assert messages(quota_enforcement(request("deployments", deployment(2), objects=[crowded]))) == [
+        "spec.replicas: exceeded quota: team-a, requested: count/deployments.apps=1,cpu=2, "
+        f"used: count/deployments.apps=1,cpu=1, limited: count/deployments.apps=1,cpu=2; {FIX}"
+    ]
+
+
 def test_a_quota_without_status_denies_until_its_use_is_known() -> None:
     assert messages(
         quota_enforcement(request("pods", pod(), objects=[fq({"cpu": "8", "pods": "2"}, None)]))
@@ -370,6 +407,43 @@ def test_kcp_cluster_scoped_resource_quota_counts_objects() -> None:
                 "configmaps",
                 configmap(),
                 objects=[resource_quota("default", {"configmaps": "0"}, {}, "false")],
+            )
+        )
+        is None
+    )
+
+
+def workspace(name: str = "child") -> dict[str, Any]:
+    return {"apiVersion": "tenancy.kcp.io/v1alpha1", "kind": "Workspace", "metadata": {"name": name}}
+
+
+def test_kcp_cluster_scoped_resource_quota_counts_workspaces() -> None:
+    """kcp's e2e: a Workspace create is counted within its workspace, and refused once the count is full."""
+    ws = ResourceType("tenancy.kcp.io", "v1alpha1", "Workspace", "workspaces", namespaced=False)
+
+    def create(used: str) -> PolicyRequest:
+        rq = resource_quota(
+            "admin", {"count/workspaces.tenancy.kcp.io": "2"}, {"count/workspaces.tenancy.kcp.io": used}
+        )
+        return build_request(
+            ws, workspace(), None, cluster=CLUSTER, lookup_objects=[rq], name="child", namespace=""
+        )
+
+    allowed = quota_enforcement(create("1"))
+    assert allowed is not None and allowed.errors == ()
+    assert dict(allowed.reservations[0].overall) == {"count/workspaces.tenancy.kcp.io": q("1")}
+    assert messages(quota_enforcement(create("2"))) == [
+        "metadata.name: exceeded quota: cluster-scoped-quota, requested: count/workspaces.tenancy.kcp.io=1, "
+        "used: count/workspaces.tenancy.kcp.io=2, limited: count/workspaces.tenancy.kcp.io=2; lower the "
+        "request or raise spec.hard of ResourceQuota admin/cluster-scoped-quota"
+    ]
+    # A workspace of another group is not kcp's: left alone.
+    other = ResourceType("example.com", "v1", "Workspace", "workspaces", namespaced=False)
+    rq = resource_quota("admin", {"count/workspaces.tenancy.kcp.io": "0"}, {})
+    assert (
+        quota_enforcement(
+            build_request(
+                other, workspace(), None, cluster=CLUSTER, lookup_objects=[rq], name="child", namespace=""
             )
         )
         is None
