@@ -483,8 +483,11 @@ class ApiLookup:
         if deadline is None:
             lock.acquire()
         else:
-            wait = self._budget(deadline)
-            if not lock.acquire(timeout=wait):
+            # The turn is waited for until the review's deadline, not for one call's timeout: ten
+            # reviews queued behind a slow apiserver may each need longer than one round trip
+            # (bounding the wait by ``request_timeout`` failed reviews that had seconds left).
+            self._budget(deadline)
+            if not lock.acquire(timeout=max(0.0, deadline - self.clock())):
                 raise ReservationTimeout(
                     "the review's deadline passed while earlier reservations on the quota were written"
                 )

@@ -159,6 +159,22 @@ def test_a_reservation_waiting_its_turn_past_its_deadline_times_out(
     assert used_of(api) == "2"  # the first written, the one that timed out not
 
 
+def test_the_turn_is_waited_for_until_the_deadline_not_one_calls_timeout(api: FakeAPIServer) -> None:
+    # Each write takes 0.2 s and one call may take 0.3 s: the fourth in line waits 0.6 s for its
+    # turn, longer than a call's timeout but well within its review's deadline, and is written.
+    lookup = ApiLookup.from_kubeconfig(api.kubeconfig_path, watch_timeout=5, request_timeout=0.3).start(wait=10)
+    api.faults.latency(0.2)
+    try:
+        deadline = time.monotonic() + 5
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: lookup.reserve(reservation("500m"), deadline), range(4)))
+    finally:
+        api.faults.clear()
+        lookup.close()
+    assert results == [None] * 4
+    assert used_of(api) == "3"
+
+
 def test_a_stale_cache_never_admits_past_the_limit(api: FakeAPIServer, lookup: ApiLookup) -> None:
     with_status(api, "4")  # written behind the cache's back, as another replica would
     assert lookup.reserve(reservation("1"), deadline=time.monotonic() + 5) is not None
