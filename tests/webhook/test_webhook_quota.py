@@ -162,7 +162,8 @@ def test_a_reservation_waiting_its_turn_past_its_deadline_times_out(
 def test_the_turn_is_waited_for_until_the_deadline_not_one_calls_timeout(api: FakeAPIServer) -> None:
     # Each write takes 0.2 s and one call may take 0.3 s: the fourth in line waits 0.6 s for its
     # turn, longer than a call's timeout but well within its review's deadline, and is written.
-    lookup = ApiLookup.from_kubeconfig(api.kubeconfig_path, watch_timeout=5, request_timeout=0.3).start(wait=10)
+    lookup = ApiLookup.from_kubeconfig(api.kubeconfig_path, watch_timeout=5, request_timeout=0.3)
+    lookup.start(wait=10)
     api.faults.latency(0.2)
     try:
         deadline = time.monotonic() + 5
