@@ -108,13 +108,36 @@ def _path(rtype: ResourceType, namespace: str = "", name: str = "", subresource:
     return base
 
 
+#: How long the credentials header is reused before the configuration is asked again.
+AUTH_REUSE = 10.0
+
+
 class _Http:
     """The few HTTP calls the lookup needs, over the ``kubernetes`` package's configuration and pool."""
 
-    def __init__(self, configuration: Any) -> None:
+    def __init__(self, configuration: Any, clock: Callable[[], float] = time.monotonic) -> None:
         configuration.retries = False  # the callers have deadlines of their own
+        self.configuration = configuration
         self.api: Any = k8s_client.ApiClient(configuration=configuration)
         self.host: str = configuration.host
+        self.clock = clock
+        self._auth: dict[str, str] = {}
+        self._auth_until = float("-inf")
+
+    def _headers(self, content_type: str | None) -> dict[str, str]:
+        # Asking the configuration for its token runs the kubeconfig loader's refresh hook, which
+        # rebuilds the configuration (scanning the environment for proxies) on every call: half a
+        # millisecond of each reservation in a profile. The header is reused for a few seconds
+        # instead; a 401 asks again at once (an exec plugin's token may expire sooner).
+        now = self.clock()
+        if now >= self._auth_until:
+            setting = self.configuration.auth_settings().get("BearerToken")
+            self._auth = {"Authorization": setting["value"]} if setting and setting.get("value") else {}
+            self._auth_until = now + AUTH_REUSE
+        headers = {**self.api.default_headers, "Accept": "application/json", **self._auth}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return headers
 
     def _call(
         self,
@@ -127,18 +150,24 @@ class _Http:
     ) -> Any:
         if query:
             path = f"{path}?{urlencode(query)}"
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = content_type
-        _, url, headers, _, _ = self.api.param_serialize(
-            method=method, resource_path=path, header_params=headers, auth_settings=["BearerToken"]
-        )
-        try:
-            return self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ApiCallError(f"{method} {self.host}{path}: {exc}") from exc
-        except k8s_client.ApiException as exc:  # raised for TLS failures
-            raise ApiCallError(f"{method} {self.host}{path}: {exc.reason}") from exc
+        url = self.host + path
+        for attempt in range(2):
+            headers = self._headers(content_type if body is not None else None)
+            try:
+                response = self.api.call_api(
+                    method, url, header_params=headers, body=body, _request_timeout=timeout
+                )
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                raise ApiCallError(f"{method} {self.host}{path}: {exc}") from exc
+            except k8s_client.ApiException as exc:  # raised for TLS failures
+                raise ApiCallError(f"{method} {self.host}{path}: {exc.reason}") from exc
+            if response.status != 401 or attempt or not self._auth:
+                return response
+            # The reused token was refused: drop it, ask the configuration for a fresh one, once.
+            response.response.drain_conn()  # read to its end, or the pool hands out a dirty connection
+            response.response.release_conn()
+            self._auth_until = float("-inf")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def json(
         self,

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import kubernetes
 import pytest
 from flask import Flask
 
@@ -210,6 +211,33 @@ def test_a_call_the_deadline_cuts_short_is_a_reservation_timeout(
             lookup.reserve(reservation("1"), deadline=time.monotonic() + 0.1)
     finally:
         api.faults.clear()
+
+
+def test_a_refused_reused_token_is_asked_for_again(tmp_path: Any) -> None:
+    # The credentials header is reused for a while; when the apiserver refuses it (the token
+    # rotated), the configuration's current token is used at once, in the same call.
+    with FakeAPIServer(tokens={"old": ["admin", ["system:masters"]]}) as server:
+        server.install_crd(crd("federatedquotas.tmc.kcp.io"))
+        server.create(fq())
+        ca = tmp_path / "ca.crt"
+        ca.write_bytes(server.ca_pem)
+        configuration = kubernetes.client.Configuration(
+            host=server.url, api_key={"authorization": "Bearer old"}
+        )
+        configuration.ssl_ca_cert = str(ca)
+        lookup = ApiLookup(configuration, cached=())
+        try:
+            assert lookup.get(FEDERATED_QUOTA, "team-a", "default") is not None
+            server.tokens.pop("old")
+            server.tokens["new"] = server.tokens[server.admin_token]
+            configuration.api_key["authorization"] = "Bearer new"
+            assert lookup.get(FEDERATED_QUOTA, "team-a", "default") is not None
+            configuration.api_key["authorization"] = "Bearer gone"
+            lookup.http._auth_until = float("-inf")
+            with pytest.raises(ApiCallError, match="401"):
+                lookup.get(FEDERATED_QUOTA, "team-a", "default")
+        finally:
+            lookup.close()
 
 
 def test_an_unusable_kubeconfig_is_named(tmp_path: Any) -> None:
