@@ -36,37 +36,18 @@ from kcp_tmc.reconcilers.resources import (
 from kcp_tmc.reconcilers.workloads import WorkloadUsage
 from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.webhook import VALIDATING_WEBHOOK, serve_webhook
-from tests.reconcilers.reconciler_processes import crds
+from tests.reconcilers.reconciler_processes import (
+    WORKSPACE_CRD,
+    cluster_scoped_quota,
+    crds,
+    federated_quota,
+    placed_deployment,
+)
 
 CLUSTER = "root"  # the webhook's default logical cluster, and the controllers'
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGMAPS = Resource("", "v1", "configmaps", namespaced=True, kind="ConfigMap")
 WORKSPACES = Resource("tenancy.kcp.io", "v1alpha1", "workspaces", kind="Workspace")
-WORKSPACE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "workspaces.tenancy.kcp.io"},
-    "spec": {
-        "group": "tenancy.kcp.io",
-        "names": {
-            "kind": "Workspace",
-            "listKind": "WorkspaceList",
-            "plural": "workspaces",
-            "singular": "workspace",
-        },
-        "scope": "Cluster",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
 DENIED = f'admission webhook "{VALIDATING_WEBHOOK}" denied the request: [quota-enforcement] '
 
 
@@ -104,27 +85,7 @@ def make_target(kube: KubeClient, name: str, cpu: str) -> None:
 
 
 def deployment(name: str, target: str, replicas: int = 1, cpu: str = "500m") -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "team", "labels": {state(target): "Sync"}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "c",
-                            "image": "nginx",
-                            "resources": {"requests": {"cpu": cpu, "memory": "128Mi"}},
-                        }
-                    ]
-                },
-            },
-        },
-    }
+    return placed_deployment(name, [sync_target_key(CLUSTER, target)], replicas, cpu, memory="128Mi")
 
 
 def configmap(name: str, namespace: str) -> dict[str, Any]:
@@ -177,37 +138,14 @@ def world() -> Iterator[tuple[KubeClient, Engine]]:
                 kube.create(
                     NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
                 )
-            kube.create(
-                FEDERATEDQUOTAS,
-                {
-                    "apiVersion": "tmc.kcp.io/v1alpha1",
-                    "kind": "FederatedQuota",
-                    "metadata": {"name": "fq", "namespace": "team"},
-                    "spec": {
-                        "overall": {"cpu": "2", "count/deployments.apps": "3"},
-                        "staticAssignments": [{"syncTarget": "east", "hard": {"cpu": "1"}}],
-                    },
-                },
-                namespace="team",
-            )
+            quota = federated_quota({"cpu": "2", "count/deployments.apps": "3"}, {"east": {"cpu": "1"}})
+            kube.create(FEDERATEDQUOTAS, quota, namespace="team")
             # kcp's e2e vector: kube-root-ca.crt in each namespace counts; one child workspace.
             for namespace in ("default", "admin"):
                 kube.create(CONFIGMAPS, configmap("kube-root-ca.crt", namespace), namespace=namespace)
             kube.create(WORKSPACES, workspace("child"))
-            kube.create(
-                RESOURCEQUOTAS,
-                {
-                    "apiVersion": "v1",
-                    "kind": "ResourceQuota",
-                    "metadata": {
-                        "name": "cluster-scoped",
-                        "namespace": "admin",
-                        "annotations": {"experimental.quota.kcp.io/cluster-scoped": "true"},
-                    },
-                    "spec": {"hard": {"count/configmaps": "4", "count/workspaces.tenancy.kcp.io": "2"}},
-                },
-                namespace="admin",
-            )
+            hard = {"count/configmaps": "4", "count/workspaces.tenancy.kcp.io": "2"}
+            kube.create(RESOURCEQUOTAS, cluster_scoped_quota(hard), namespace="admin")
             workloads = WorkloadUsage(logical_cluster=CLUSTER)
             engine = Engine(
                 kube,

@@ -32,6 +32,92 @@ from kcp_tmc.testing import FakeAPIServer
 
 CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "kcp-tmc" / "crds"
 
+#: kcp's Workspace kind, schemaless: what its cluster-scoped quota counts as
+#: ``count/workspaces.tenancy.kcp.io``.
+WORKSPACE_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "workspaces.tenancy.kcp.io"},
+    "spec": {
+        "group": "tenancy.kcp.io",
+        "names": {
+            "kind": "Workspace",
+            "listKind": "WorkspaceList",
+            "plural": "workspaces",
+            "singular": "workspace",
+        },
+        "scope": "Cluster",
+        "versions": [
+            {
+                "name": "v1alpha1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+def cluster_scoped_quota(
+    hard: dict[str, str], name: str = "cluster-scoped", flag: str = "true"
+) -> dict[str, Any]:
+    """kcp's quota on a whole logical cluster: a ResourceQuota in ``admin`` with the annotation ``flag``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {
+            "name": name,
+            "namespace": "admin",
+            "annotations": {"experimental.quota.kcp.io/cluster-scoped": flag},
+        },
+        "spec": {"hard": hard},
+    }
+
+
+def federated_quota(
+    overall: dict[str, str], assignments: dict[str, dict[str, str]] | None = None, name: str = "fq"
+) -> dict[str, Any]:
+    """A FederatedQuota in namespace ``team``; ``assignments`` maps SyncTarget names to their ``hard``."""
+    spec: dict[str, Any] = {"overall": overall}
+    if assignments:
+        spec["staticAssignments"] = [{"syncTarget": t, "hard": hard} for t, hard in assignments.items()]
+    return {
+        "apiVersion": "tmc.kcp.io/v1alpha1",
+        "kind": "FederatedQuota",
+        "metadata": {"name": name, "namespace": "team"},
+        "spec": spec,
+    }
+
+
+def placed_deployment(
+    name: str,
+    target_keys: Iterable[str],
+    replicas: int = 1,
+    cpu: str = "500m",
+    memory: str = "256Mi",
+    namespace: str = "team",
+    cluster: str | None = None,
+) -> dict[str, Any]:
+    """A Deployment placed (``state.workload.kcp.io/<key>: Sync``) on the SyncTargets of ``target_keys``."""
+    labels = {f"state.workload.kcp.io/{k}": "Sync" for k in target_keys}
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if cluster:
+        meta["annotations"] = {"kcp.io/cluster": cluster}
+    container = {"name": "c", "image": "nginx", "resources": {"requests": {"cpu": cpu, "memory": memory}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [container]}},
+        },
+    }
+
 
 def crds() -> list[dict[str, Any]]:
     """The CustomResourceDefinitions the reconciler needs, from charts/kcp-tmc/crds."""

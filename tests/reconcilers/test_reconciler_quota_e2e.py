@@ -23,6 +23,12 @@ from kcp_tmc.reconcilers.resources import (
     SYNCTARGETS,
 )
 from kcp_tmc.reconcilers.workloads import WorkloadUsage
+from tests.reconcilers.reconciler_processes import (
+    WORKSPACE_CRD,
+    cluster_scoped_quota,
+    federated_quota,
+    placed_deployment,
+)
 
 WS = "root:org:ws"
 PODS = Resource("", "v1", "pods", namespaced=True, kind="Pod")
@@ -73,31 +79,7 @@ def ensure_namespace(kube, name):
 
 
 def deployment(name, targets, replicas=1, cpu="500m", memory="256Mi", namespace="team", cluster=None):
-    labels = {f"state.workload.kcp.io/{key(t)}": "Sync" for t in targets}
-    meta = {"name": name, "namespace": namespace, "labels": labels}
-    if cluster:
-        meta["annotations"] = {"kcp.io/cluster": cluster}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta,
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "c",
-                            "image": "nginx",
-                            "resources": {"requests": {"cpu": cpu, "memory": memory}},
-                        }
-                    ]
-                },
-            },
-        },
-    }
+    return placed_deployment(name, [key(t) for t in targets], replicas, cpu, memory, namespace, cluster)
 
 
 @pytest.fixture
@@ -125,19 +107,8 @@ def build_world(kube):
         },
     )
     ensure_namespace(kube, "team")
-    kube.create(
-        FEDERATEDQUOTAS,
-        {
-            "apiVersion": "tmc.kcp.io/v1alpha1",
-            "kind": "FederatedQuota",
-            "metadata": {"name": "fq", "namespace": "team"},
-            "spec": {
-                "overall": {"cpu": "4", "memory": "4Gi", "count/deployments.apps": "10"},
-                "staticAssignments": [{"syncTarget": "east", "hard": {"cpu": "2"}}],
-            },
-        },
-        namespace="team",
-    )
+    overall = {"cpu": "4", "memory": "4Gi", "count/deployments.apps": "10"}
+    kube.create(FEDERATEDQUOTAS, federated_quota(overall, {"east": {"cpu": "2"}}), namespace="team")
     kube.create(DEPLOYMENTS, deployment("web", ["east"], replicas=2), namespace="team")
     kube.create(DEPLOYMENTS, deployment("api", ["west"], cpu="1", memory="1Gi"), namespace="team")
     # Not counted: placed nowhere yet (counts overall, not on a target), another namespace, another cluster.
@@ -307,33 +278,6 @@ def test_cluster_scoped_federated_quota_counts_every_namespace_of_its_cluster(wo
     assert status_of(world, FEDERATEDQUOTAS, "fq", "team")["overallUsed"]["cpu"] == "2100m"
 
 
-WORKSPACE_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "workspaces.tenancy.kcp.io"},
-    "spec": {
-        "group": "tenancy.kcp.io",
-        "names": {
-            "kind": "Workspace",
-            "listKind": "WorkspaceList",
-            "plural": "workspaces",
-            "singular": "workspace",
-        },
-        "scope": "Cluster",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
-
-
 def configmap(name, namespace, cluster=None):
     meta = {"name": name, "namespace": namespace}
     if cluster:
@@ -356,27 +300,10 @@ def test_kcp_cluster_scoped_resource_quota_vector(api, kube):
     )
     # Another logical cluster's objects never count.
     kube.create(CONFIGMAPS, configmap("foreign", "default", cluster="root:other"), namespace="default")
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {
-            "name": "cluster-scoped",
-            "namespace": "admin",
-            "annotations": {"experimental.quota.kcp.io/cluster-scoped": "true"},
-        },
-        "spec": {"hard": {"count/configmaps": "3", "count/workspaces.tenancy.kcp.io": "2"}},
-    }
-    kube.create(RESOURCEQUOTAS, quota, namespace="admin")
+    hard = {"count/configmaps": "3", "count/workspaces.tenancy.kcp.io": "2"}
+    kube.create(RESOURCEQUOTAS, cluster_scoped_quota(hard), namespace="admin")
     # Not cluster-scoped (annotation false): left to the namespace's own quota controller.
-    plain = {
-        **quota,
-        "metadata": {
-            "name": "plain",
-            "namespace": "admin",
-            "annotations": {"experimental.quota.kcp.io/cluster-scoped": "no"},
-        },
-    }
-    kube.create(RESOURCEQUOTAS, plain, namespace="admin")
+    kube.create(RESOURCEQUOTAS, cluster_scoped_quota(hard, name="plain", flag="no"), namespace="admin")
 
     engine = engine_for(kube)
     assert engine.run_cycle()
