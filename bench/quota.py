@@ -242,6 +242,7 @@ def report(rows: dict[str, dict[str, Point]], writes: tuple[float, float] | None
                 f"  {name:12} {titles[key]:26} p99 +{p.p99 - base.p99:6.2f} ms (x{p.p99 / base.p99:4.2f}), "
                 f"CPU/review +{p.cpu_ms - base.cpu_ms:6.3f} ms (x{p.cpu_ms / base.cpu_ms:4.2f})"
             )
+    one = rows.get("closed c=1", {})
     if writes is not None:
         lines += [
             "",
@@ -249,13 +250,11 @@ def report(rows: dict[str, dict[str, Point]], writes: tuple[float, float] | None
             "the webhook's cache watching): "
             f"p50 {writes[0]:.2f} ms, p99 {writes[1]:.2f} ms",
         ]
-        one = rows.get("closed c=1", {})
         if "a" in one and "c" in one:
             own = one["a"].p50 - one["c"].p50 - writes[0]
             lines.append(f"  so at c=1 the webhook's own share of a reservation is {own:+.2f} ms at p50")
     # The target is judged where nothing queues: one connection. At ten, one worker's reviews take
     # turns on the one quota (each waits for the writes before it), which the report shows apart.
-    one = rows.get("closed c=1", {})
     added = one["a"].p99 - one["c"].p99 if "a" in one and "c" in one else None
     verdict = "n/a " if added is None else ("PASS" if added < 5 else "MISS")
     lines += [

@@ -151,23 +151,23 @@ class _Http:
         if query:
             path = f"{path}?{urlencode(query)}"
         url = self.host + path
-        for attempt in range(2):
-            headers = self._headers(content_type if body is not None else None)
-            try:
-                response = self.api.call_api(
-                    method, url, header_params=headers, body=body, _request_timeout=timeout
-                )
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
-                raise ApiCallError(f"{method} {self.host}{path}: {exc}") from exc
-            except k8s_client.ApiException as exc:  # raised for TLS failures
-                raise ApiCallError(f"{method} {self.host}{path}: {exc.reason}") from exc
-            if response.status != 401 or attempt or not self._auth:
-                return response
-            # The reused token was refused: drop it, ask the configuration for a fresh one, once.
+        response = self._send(method, url, path, body, timeout, content_type)
+        if response.status == 401 and self._auth:
+            # The reused token was refused: drop it and ask the configuration for a fresh one, once.
             response.response.drain_conn()  # read to its end, or the pool hands out a dirty connection
             response.response.release_conn()
             self._auth_until = float("-inf")
-        raise AssertionError("unreachable")  # pragma: no cover
+            response = self._send(method, url, path, body, timeout, content_type)
+        return response
+
+    def _send(self, method: str, url: str, path: str, body: Any, timeout: float, content_type: str) -> Any:
+        headers = self._headers(content_type if body is not None else None)
+        try:
+            return self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiCallError(f"{method} {self.host}{path}: {exc}") from exc
+        except k8s_client.ApiException as exc:  # raised for TLS failures
+            raise ApiCallError(f"{method} {self.host}{path}: {exc.reason}") from exc
 
     def json(
         self,
@@ -389,7 +389,7 @@ class ApiLookup:
         clock: Callable[[], float] = time.monotonic,
         list_page: int = LIST_PAGE,
     ) -> None:
-        self.http = _Http(configuration)
+        self.http = _Http(configuration, clock)
         self.max_staleness = max_staleness
         self.request_timeout = request_timeout
         self.clock = clock
@@ -515,7 +515,7 @@ class ApiLookup:
             # The turn is waited for until the review's deadline, not for one call's timeout: ten
             # reviews queued behind a slow apiserver may each need longer than one round trip
             # (bounding the wait by ``request_timeout`` failed reviews that had seconds left).
-            self._budget(deadline)
+            self._budget(deadline)  # raises when too little is left for a round trip
             if not lock.acquire(timeout=max(0.0, deadline - self.clock())):
                 raise ReservationTimeout(
                     "the review's deadline passed while earlier reservations on the quota were written"

@@ -18,7 +18,7 @@ from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.testing.crds import crd
 from kcp_tmc.webhook.app import EXTENSION
 from kcp_tmc.webhook.config import WebhookConfigError
-from kcp_tmc.webhook.lookup import ApiCallError, ApiLookup, ReservationTimeout
+from kcp_tmc.webhook.lookup import AUTH_REUSE, ApiCallError, ApiLookup, ReservationTimeout
 
 
 def fq(limit: str = "4", used: str = "1") -> dict[str, Any]:
@@ -214,8 +214,9 @@ def test_a_call_the_deadline_cuts_short_is_a_reservation_timeout(
 
 
 def test_a_refused_reused_token_is_asked_for_again(tmp_path: Any) -> None:
-    # The credentials header is reused for a while; when the apiserver refuses it (the token
-    # rotated), the configuration's current token is used at once, in the same call.
+    # The credentials header is reused for AUTH_REUSE seconds; when the apiserver refuses it (the
+    # token rotated), the configuration's current token is used at once, in the same call.
+    now = [0.0]
     with FakeAPIServer(tokens={"old": ["admin", ["system:masters"]]}) as server:
         server.install_crd(crd("federatedquotas.tmc.kcp.io"))
         server.create(fq())
@@ -225,16 +226,18 @@ def test_a_refused_reused_token_is_asked_for_again(tmp_path: Any) -> None:
             host=server.url, api_key={"authorization": "Bearer old"}
         )
         configuration.ssl_ca_cert = str(ca)
-        lookup = ApiLookup(configuration, cached=())
+        lookup = ApiLookup(configuration, cached=(), clock=lambda: now[0])
         try:
             assert lookup.get(FEDERATED_QUOTA, "team-a", "default") is not None
             server.tokens.pop("old")
             server.tokens["new"] = server.tokens[server.admin_token]
             configuration.api_key["authorization"] = "Bearer new"
             assert lookup.get(FEDERATED_QUOTA, "team-a", "default") is not None
+            # Once the reuse has run out, a token refused on both tries is the call's error.
             configuration.api_key["authorization"] = "Bearer gone"
-            lookup.http._auth_until = float("-inf")
-            with pytest.raises(ApiCallError, match="401"):
+            now[0] += AUTH_REUSE
+            path = "/apis/tmc.kcp.io/v1alpha1/namespaces/default/federatedquotas/team-a"
+            with pytest.raises(ApiCallError, match=f"^GET {path}: 401 Unauthorized$"):
                 lookup.get(FEDERATED_QUOTA, "team-a", "default")
         finally:
             lookup.close()
