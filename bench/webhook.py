@@ -59,6 +59,8 @@ class Point:
     ok: int = 0
     failed: int = 0
     note: str = ""
+    #: Every answered request's latency (ms), sorted: so that rounds can be pooled.
+    latencies: list[float] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -361,6 +363,7 @@ def measure(h2: str, target: Target, body: Path, ram: Path, conns: int, rps_tota
     with contextlib.suppress(FileNotFoundError):
         logfile.unlink()
     lat.sort()
+    point.latencies = lat
     if lat:
         point.p50 = lat[len(lat) // 2]
         point.p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]

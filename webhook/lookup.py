@@ -20,29 +20,33 @@ more than a quota, whatever their caches show. Within one process, reservations 
 turns (a lock per quota, waited for within the deadline): each starts from the status the one before
 it wrote, so concurrent reviews on one worker do not conflict with each other.
 
-The HTTP client blocks (urllib3, no monkey-patching).  Called from a greenlet of the webhook's gevent
-worker, a live read or a reservation is therefore handed to a thread of the event loop's threadpool
-(:func:`_off_loop`) and the greenlet waits for it cooperatively: the worker's other connections
-are served meanwhile, instead of waiting out the apiserver's round trip.  A reservation is handed
-over whole, so its deadline is checked against the clock on the thread, after any wait for a free
-thread: the request deadline and the failure modes are those of a direct call.  Anywhere else (a
-plain thread, Flask's test client, the engine's policy threads) the call runs where it is made.
-The caches' threads are real threads too, and they list in pages (``limit``/``continue``, as
-client-go's reflector does) so that decoding a large list never holds the interpreter's lock, and
-with it the event loop, for longer than one page takes.
+The HTTP client is urllib3, over the ``kubernetes`` package's configuration.  The webhook's gevent
+worker does not monkey-patch, so a call made on one of its greenlets goes through a second
+connection pool of the same settings whose sockets are gevent's (:mod:`kcp_tmc.webhook.loophttp`, one
+per thread): the greenlet waits for the apiserver on the event loop, the worker's other connections are
+served meanwhile, and the deadline and failure modes are those of a direct call.  Reservations of
+such greenlets take turns on a gevent lock, which waits on the loop too.  Anywhere else (a plain
+thread, Flask's test client, the engine's policy threads, the caches' threads) calls block on
+urllib3's own sockets.  Only behind a proxy, which the loop's pool does not reproduce, is a call
+made on a greenlet handed to a thread of the loop's threadpool (:func:`_off_loop`) instead.
+The caches list in pages (``limit``/``continue``, as client-go's reflector does) so that decoding
+a large list never holds the interpreter's lock, and with it the event loop, for longer than one
+page takes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import gevent
+import gevent.lock
 import urllib3
 import yaml
 from kubernetes import client as _k8s_client
@@ -51,6 +55,7 @@ from kubernetes import config as _k8s_config
 from kcp_tmc.policies.kinds import FEDERATED_QUOTA, RESOURCE_QUOTA, ResourceType
 from kcp_tmc.policies.policy import FieldError, Object, Reservation
 from kcp_tmc.policies.quota import apply_reservation
+from kcp_tmc.webhook.loophttp import loop_connection_pool
 
 __all__ = ["ApiCallError", "ApiLookup", "ReservationTimeout"]
 
@@ -70,15 +75,19 @@ LIST_PAGE = 500
 _T = TypeVar("_T")
 
 
+def _on_loop() -> bool:
+    """Whether this runs on a greenlet of a gevent server (where a blocking call holds the loop)."""
+    return isinstance(gevent.getcurrent(), gevent.Greenlet)
+
+
 def _off_loop(call: Callable[[], _T]) -> _T:
     """``call()``, on the event loop's threadpool when made from a gevent server's greenlet.
 
-    Exceptions come back as raised.  The pool is gevent's own per-hub pool (made on first use, so
-    a forked gunicorn worker never inherits its master's threads); its bound (ten threads) also
-    bounds the worker's concurrent apiserver calls, which is about what the client's connection pool
-    holds.
+    Only for calls that cannot wait on the loop themselves (through a proxy).  Exceptions come
+    back as raised.  The pool is gevent's own per-hub pool (made on first use, so a forked
+    gunicorn worker never inherits its master's threads).
     """
-    if not isinstance(gevent.getcurrent(), gevent.Greenlet):
+    if not _on_loop():
         return call()
     result: _T = gevent.get_hub().threadpool.apply(call)
     return result
@@ -113,16 +122,38 @@ AUTH_REUSE = 10.0
 
 
 class _Http:
-    """The few HTTP calls the lookup needs, over the ``kubernetes`` package's configuration and pool."""
+    """The few HTTP calls the lookup needs: urllib3 over the ``kubernetes`` package's configuration.
+
+    A call is sent the way of the context it is made in (see the module documentation): through the
+    loop's connection pool on a greenlet, through the ``kubernetes`` client's own (blocking) pool
+    manager anywhere else.
+    """
 
     def __init__(self, configuration: Any, clock: Callable[[], float] = time.monotonic) -> None:
         configuration.retries = False  # the callers have deadlines of their own
         self.configuration = configuration
         self.api: Any = k8s_client.ApiClient(configuration=configuration)
         self.host: str = configuration.host
+        # A server URL may carry a path (kcp's /clusters/<name>): a pool is asked for paths below it.
+        self._prefix = urlsplit(self.host).path.rstrip("/")
         self.clock = clock
         self._auth: dict[str, str] = {}
         self._auth_until = float("-inf")
+        self._blocking: urllib3.PoolManager = self.api.rest_client.pool_manager
+        # One pool per process and thread: a gevent socket belongs to the loop that made it.
+        self._loop_pools: dict[tuple[int, int], urllib3.HTTPConnectionPool | None] = {}
+        self._loop_pools_guard = threading.Lock()
+
+    def _loop_pool(self) -> urllib3.HTTPConnectionPool | None:
+        """This thread's loop pool (made on first use); ``None`` behind a proxy."""
+        key = (os.getpid(), threading.get_ident())
+        try:
+            return self._loop_pools[key]
+        except KeyError:
+            with self._loop_pools_guard:
+                if key not in self._loop_pools:
+                    self._loop_pools[key] = loop_connection_pool(self._blocking, self.host)
+                return self._loop_pools[key]
 
     def _headers(self, content_type: str | None) -> dict[str, str]:
         # Asking the configuration for its token runs the kubeconfig loader's refresh hook, which
@@ -141,6 +172,7 @@ class _Http:
 
     def _call(
         self,
+        pool: urllib3.HTTPConnectionPool | None,
         method: str,
         path: str,
         query: Mapping[str, str] | None,
@@ -150,24 +182,40 @@ class _Http:
     ) -> Any:
         if query:
             path = f"{path}?{urlencode(query)}"
-        url = self.host + path
-        response = self._send(method, url, path, body, timeout, content_type)
+        data = None if body is None else json.dumps(body).encode()
+        response = self._send(pool, method, path, data, timeout, content_type)
         if response.status == 401 and self._auth:
             # The reused token was refused: drop it and ask the configuration for a fresh one, once.
-            response.response.drain_conn()  # read to its end, or the pool hands out a dirty connection
-            response.response.release_conn()
+            response.drain_conn()  # read to its end, or the pool hands out a dirty connection
+            response.release_conn()
             self._auth_until = float("-inf")
-            response = self._send(method, url, path, body, timeout, content_type)
+            response = self._send(pool, method, path, data, timeout, content_type)
         return response
 
-    def _send(self, method: str, url: str, path: str, body: Any, timeout: float, content_type: str) -> Any:
-        headers = self._headers(content_type if body is not None else None)
+    def _send(
+        self,
+        pool: urllib3.HTTPConnectionPool | None,
+        method: str,
+        path: str,
+        data: bytes | None,
+        timeout: float,
+        content_type: str,
+    ) -> Any:
+        """One request: on ``pool`` (the loop's) when given, else through the blocking manager."""
+        headers = self._headers(content_type if data is not None else None)
+        options: dict[str, Any] = {
+            "body": data,
+            "headers": headers,
+            "timeout": urllib3.Timeout(total=timeout),
+            "retries": False,
+            "preload_content": False,
+        }
         try:
-            return self.api.call_api(method, url, header_params=headers, body=body, _request_timeout=timeout)
+            if pool is not None:
+                return pool.urlopen(method, self._prefix + path, redirect=False, **options)
+            return self._blocking.request(method, self.host + path, **options)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiCallError(f"{method} {self.host}{path}: {exc}") from exc
-        except k8s_client.ApiException as exc:  # raised for TLS failures
-            raise ApiCallError(f"{method} {self.host}{path}: {exc.reason}") from exc
 
     def json(
         self,
@@ -179,13 +227,30 @@ class _Http:
         timeout: float,
         content_type: str = "application/json",
     ) -> Any:
-        response = self._call(method, path, query, body, timeout, content_type)
+        if not _on_loop():
+            return self._json(None, method, path, query, body, timeout, content_type)
+        pool = self._loop_pool()
+        if pool is None:  # on the loop behind a proxy: the blocking manager, on the threadpool
+            return _off_loop(lambda: self._json(None, method, path, query, body, timeout, content_type))
+        return self._json(pool, method, path, query, body, timeout, content_type)
+
+    def _json(
+        self,
+        pool: urllib3.HTTPConnectionPool | None,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None,
+        body: Any,
+        timeout: float,
+        content_type: str,
+    ) -> Any:
+        response = self._call(pool, method, path, query, body, timeout, content_type)
         try:
             data = response.read()
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiCallError(f"{method} {self.host}{path}: {exc}") from exc
         finally:
-            response.response.release_conn()
+            response.release_conn()
         if response.status >= 300:
             message = ""
             try:
@@ -196,13 +261,14 @@ class _Http:
         return json.loads(data)
 
     def lines(self, path: str, query: Mapping[str, str], timeout: float) -> Iterator[bytes]:
-        response = self._call("GET", path, query, None, timeout)
+        """The lines of a streamed answer (a watch); made by the caches' threads, so it blocks."""
+        response = self._call(None, "GET", path, query, None, timeout)
         if response.status >= 300:
-            response.response.release_conn()
+            response.release_conn()
             raise ApiCallError(f"GET {path}: {response.status}", response.status)
         try:
             buffer = b""
-            for chunk in response.response.stream(64 * 1024, decode_content=False):
+            for chunk in response.stream(64 * 1024, decode_content=False):
                 buffer += chunk
                 *complete, buffer = buffer.split(b"\n")
                 yield from (line for line in complete if line.strip())
@@ -210,10 +276,11 @@ class _Http:
             raise ApiCallError(f"watch {path}: {exc}") from exc
         finally:
             # A watch connection may still be streaming: never hand it back to the pool.
-            response.response.close()
-            response.response.release_conn()
+            response.close()
+            response.release_conn()
 
     def close(self) -> None:
+        # The loops' pools are left to their threads: a gevent socket is closed by its own loop.
         self.api.close()
 
 
@@ -398,7 +465,7 @@ class ApiLookup:
         self.conflicts = 0
         # One reservation at a time per quota in this process (see _reserve); one lock per quota
         # ever reserved against, so the map is as large as the set of quotas.
-        self._quota_locks: dict[tuple[ResourceType, str, str], threading.Lock] = {}
+        self._quota_locks: dict[tuple[int | None, ResourceType, str, str], Any] = {}
         self._quota_locks_guard = threading.Lock()
 
     @classmethod
@@ -465,7 +532,7 @@ class ApiLookup:
         informer = self._fresh(rtype)
         if informer is not None:
             return informer.get(name, namespace)
-        return _off_loop(lambda: self._live_get(rtype, name, namespace))
+        return self._live_get(rtype, name, namespace)
 
     def list(
         self, rtype: ResourceType, namespace: str = "", labels: Mapping[str, str] | None = None
@@ -473,7 +540,7 @@ class ApiLookup:
         informer = self._fresh(rtype)
         if informer is not None:
             return informer.list(namespace, labels)
-        return _off_loop(lambda: self._live_list(rtype, namespace, labels))
+        return self._live_list(rtype, namespace, labels)
 
     def _live_get(
         self, rtype: ResourceType, name: str, namespace: str, timeout: float | None = None
@@ -492,14 +559,23 @@ class ApiLookup:
 
     def reserve(self, reservation: Reservation, deadline: float | None = None) -> FieldError | None:
         """Write ``reservation`` (see the module documentation); the denial when it no longer fits."""
-        return _off_loop(lambda: self._reserve(reservation, deadline))
+        return self._reserve(reservation, deadline)
 
-    def _quota_lock(self, reservation: Reservation) -> threading.Lock:
-        key = (reservation.quota, reservation.namespace, reservation.name)
+    def _quota_lock(self, reservation: Reservation) -> Any:
+        """The turn on the reservation's quota for callers of this context.
+
+        Greenlets of one thread share a gevent lock (it waits on their loop); plain threads share a
+        thread lock.  Greenlets and threads never reserve in one process in practice (a server has
+        one kind of handler): were they to, they would only meet each other's preconditions.
+        """
+        context = threading.get_ident() if _on_loop() else None
+        key = (context, reservation.quota, reservation.namespace, reservation.name)
         with self._quota_locks_guard:
             lock = self._quota_locks.get(key)
             if lock is None:
-                lock = self._quota_locks[key] = threading.Lock()
+                lock = self._quota_locks[key] = (
+                    threading.Lock() if context is None else gevent.lock.Semaphore(1)
+                )
             return lock
 
     def _reserve(self, reservation: Reservation, deadline: float | None) -> FieldError | None:

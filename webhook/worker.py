@@ -25,9 +25,9 @@ another connection's review.  Every wait is bounded:
 Policies are not run in greenlets: without monkey-patching, the engine's deadline threads are
 real threads, so a policy that spins past the apiserver's budget is still answered for in time.
 A greenlet waits for such a thread without holding the loop (:func:`cooperative_waiter`): a policy
-waiting on a live apiserver read holds only its own review.  The lookup's own blocking calls
-(live reads, quota reservations) go to the loop's threadpool for the same reason
-(:mod:`kcp_tmc.webhook.lookup`).
+waiting on a live apiserver read holds only its own review.  The lookup's own calls made from a
+connection's greenlet (quota reservations) wait on the loop as well: their sockets are gevent's
+(:mod:`kcp_tmc.webhook.loophttp`).
 The TLS context comes from :class:`~kcp_tmc.webhook.tls.ReloadingTLS`: a renewed certificate is
 used for new connections without a restart.
 """
