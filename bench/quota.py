@@ -276,6 +276,12 @@ def report(rows: dict[str, dict[str, Point]], writes: tuple[float, float] | None
     if "b" in one and "c" in one:
         check = one["b"].p99 - one["c"].p99
         lines.append(f"        the check alone (dry run) adds +{check:.2f} ms p99 at c=1")
+    if added is not None and added >= 5 and writes is not None and writes[1] >= 5:
+        # Said next to the verdict, not instead of it: the budget is spent before the webhook adds anything.
+        lines.append(
+            f"        this apiserver's status write alone takes {writes[1]:.2f} ms at p99: more than the "
+            "budget, whatever the webhook does"
+        )
     return "\n".join(lines)
 
 

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import gevent
 import pytest
 import urllib3
 import yaml
@@ -34,6 +33,7 @@ from kcp_tmc.certs.generate import generate_dir
 from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.webhook.lookup import ApiCallError, ApiLookup
 from kcp_tmc.webhook.loophttp import LoopHTTPSConnectionPool, loop_connection_pool
+from tests.webhook.webhook_helpers import ticking
 
 
 @pytest.fixture(scope="module")
@@ -42,33 +42,28 @@ def api() -> Iterator[FakeAPIServer]:
         yield server
 
 
-def ticking(work: Callable[[], Any], seconds: float = 5.0) -> tuple[Any, int, float]:
-    """Run ``work`` in a greenlet while another ticks every 10 ms: its result (or error), ticks, seconds."""
-    ticks = 0
-
-    def tick() -> None:
-        nonlocal ticks
-        while True:
-            gevent.sleep(0.01)
-            ticks += 1
-
-    ticker = gevent.spawn(tick)
-    started = time.monotonic()
-    worker = gevent.spawn(work)
+def caught(call: Callable[[], Any]) -> Any:
+    """``call()``'s result, or the exception it raised (so that a greenlet's failure can be looked at)."""
     try:
-        worker.join(seconds)
-    finally:
-        ticker.kill()
-    assert worker.ready(), "the work did not end"
-    took = time.monotonic() - started
-    return (worker.value if worker.successful() else worker.exception), ticks, took
+        return call()
+    except Exception as exc:
+        return exc
+
+
+def timed_ticking(work: Callable[[], Any], seconds: float = 5.0) -> tuple[Any, int, float]:
+    """:func:`ticking` of ``work`` (its result or exception), and the seconds it took."""
+    started = time.monotonic()
+    result, ticks = ticking(seconds / 4, lambda: caught(work))
+    return result, ticks, time.monotonic() - started
 
 
 def test_a_call_on_a_greenlet_waits_on_the_loop_through_the_loops_pool(api: FakeAPIServer) -> None:
     lookup = ApiLookup.from_kubeconfig(api.kubeconfig_path, cached=())
     api.faults.latency(0.5)
     try:
-        answer, ticks, took = ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0))
+        answer, ticks, took = timed_ticking(
+            lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0)
+        )
     finally:
         api.faults.clear()
     assert isinstance(answer, dict) and answer["kind"] == "NamespaceList", answer
@@ -92,7 +87,7 @@ def test_the_loops_pool_checks_the_servers_certificate(api: FakeAPIServer, tmp_p
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(data))
     lookup = ApiLookup.from_kubeconfig(str(kubeconfig), cached=())
-    error, _, _ = ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0))
+    error, _, _ = timed_ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0))
     assert isinstance(error, ApiCallError), error
     assert "CERTIFICATE_VERIFY_FAILED" in str(error), str(error)
     assert str(error).startswith(f"GET {api.url}/api/v1/namespaces: ")
@@ -107,7 +102,7 @@ def test_the_loops_pool_skips_verification_only_when_told(api: FakeAPIServer) ->
     configuration.api_key = {"authorization": f"Bearer {api.admin_token}"}
     lookup = ApiLookup(configuration, cached=())
     with pytest.warns(urllib3.exceptions.InsecureRequestWarning):  # urllib3 says so, as it does off the loop
-        answer, _, _ = ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0))
+        answer, _, _ = timed_ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0))
     assert isinstance(answer, dict) and answer["kind"] == "NamespaceList", answer
 
 
@@ -211,14 +206,14 @@ def test_the_loops_pool_presents_the_client_certificate_below_the_servers_path(t
         configuration = k8s_client.Configuration()
         k8s_config.load_kube_config_from_dict(kubeconfig, client_configuration=configuration)
         lookup = ApiLookup(configuration, cached=())
-        answer, _, _ = ticking(lambda: lookup.http.json("GET", "/whoami", timeout=5.0))
+        answer, _, _ = timed_ticking(lambda: lookup.http.json("GET", "/whoami", timeout=5.0))
         # The certificate was presented, and the request went below the server URL's path.
         assert answer == {"commonName": "system:tmc-webhook", "path": "/clusters/root/whoami"}, answer
         assert lookup.http.json("GET", "/whoami", timeout=5.0) == answer  # the same off the loop
         # Without the certificate the server refuses the handshake.
         configuration.cert_file = configuration.key_file = None
         bare = ApiLookup(configuration, cached=())
-        error, _, _ = ticking(lambda: bare.http.json("GET", "/whoami", timeout=5.0))
+        error, _, _ = timed_ticking(lambda: bare.http.json("GET", "/whoami", timeout=5.0))
         assert isinstance(error, ApiCallError), error
     finally:
         server.close()
@@ -236,7 +231,7 @@ def test_behind_a_proxy_a_call_on_a_greenlet_goes_through_the_proxy_off_the_loop
         k8s_config.load_kube_config(api.kubeconfig_path, client_configuration=configuration)
         configuration.proxy = f"http://127.0.0.1:{proxy.getsockname()[1]}"
         lookup = ApiLookup(configuration, cached=())
-        error, ticks, took = ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=0.5))
+        error, ticks, took = timed_ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=0.5))
         assert isinstance(error, ApiCallError), error
         assert "timed out" in str(error), str(error)
         assert took >= 0.5
@@ -253,7 +248,7 @@ def test_a_refused_connection_on_the_loop_is_an_api_call_error_naming_it() -> No
     configuration = k8s_client.Configuration()
     configuration.host = f"https://127.0.0.1:{port}"
     lookup = ApiLookup(configuration, cached=())
-    error, _, _ = ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0))
+    error, _, _ = timed_ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0))
     assert isinstance(error, ApiCallError), error
     assert str(error).startswith(f"GET https://127.0.0.1:{port}/api/v1/namespaces: ")
     assert "Failed to establish a new connection" in str(error), str(error)

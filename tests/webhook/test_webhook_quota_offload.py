@@ -3,8 +3,8 @@
 One ``tmc-webhook`` worker (``--workers 1``) in front of a fake API server that answers every
 request late.  While a review on one connection waits for its quota reservation (or for a live
 read), a review on a second connection that needs no apiserver call is answered at once: the
-blocking call runs on the event loop's threadpool, not on the loop.  With the call on the loop, the
-second review would wait the whole round trip.
+reservation waits on the loop's gevent sockets and a live read on a policy thread, neither holds
+the loop.  Were either to block the loop, the second review would wait the whole round trip.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from tests.webhook.test_webhook_quota import (
     used_of,
     with_status,
 )
-from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, Server, start_server, stop_server
+from tests.webhook.webhook_helpers import NAMESPACE, SERVICE, Server, start_server, stop_server, ticking
 
 #: How late the apiserver answers while the probes run.
 LATENCY = 1.5
@@ -179,26 +179,6 @@ def fresh() -> Iterator[FakeAPIServer]:
         yield server
 
 
-def ticking(seconds: float, work: Callable[[], Any]) -> tuple[Any, int]:
-    """Run ``work`` in a greenlet while another greenlet ticks every 10 ms: its result and the ticks."""
-    ticks = 0
-
-    def tick() -> None:
-        nonlocal ticks
-        while True:
-            gevent.sleep(0.01)
-            ticks += 1
-
-    ticker = gevent.spawn(tick)
-    worker = gevent.spawn(work)
-    try:
-        worker.join(seconds * 4)
-    finally:
-        ticker.kill()
-    assert worker.ready(), "the work did not end"
-    return worker.get(), ticks
-
-
 def test_a_reservation_on_a_greenlet_lets_the_loop_run(fresh: FakeAPIServer) -> None:
     cache = ApiLookup.from_kubeconfig(fresh.kubeconfig_path).start(wait=10)
     try:
@@ -208,7 +188,7 @@ def test_a_reservation_on_a_greenlet_lets_the_loop_run(fresh: FakeAPIServer) -> 
         assert denial is None
         assert used_of(fresh) == "3"
         assert ticks >= 20, f"the loop ran {ticks} times in 0.5 s of reservation"
-        # An error on the pool's thread comes back to the greenlet as raised.
+        # An error of a call made on a greenlet comes back to it as raised.
         fresh.faults.error_rate(1.0, code=500)
         with pytest.raises(ApiCallError, match="500"):
             gevent.spawn(cache.http.json, "GET", "/api/v1/namespaces", timeout=2.0).get()

@@ -12,9 +12,11 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gevent
 import jsonpatch
 from flask.testing import FlaskClient
 
@@ -166,3 +168,23 @@ def stop_server(server: Server) -> None:
         except subprocess.TimeoutExpired:
             server.proc.kill()
             server.proc.wait(5)
+
+
+def ticking(seconds: float, work: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``work`` in a greenlet while another greenlet ticks every 10 ms: its result and the ticks."""
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        while True:
+            gevent.sleep(0.01)
+            ticks += 1
+
+    ticker = gevent.spawn(tick)
+    worker = gevent.spawn(work)
+    try:
+        worker.join(seconds * 4)
+    finally:
+        ticker.kill()
+    assert worker.ready(), "the work did not end"
+    return worker.get(), ticks
