@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import configparser
+import contextlib
 import json
 import os
 import shutil
@@ -28,14 +29,19 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from kcp_tmc.testing import FakeAPIServer
+from kcp_tmc.testing.crds import crd
 from tests.policies.builtin.helpers import BUILTIN_POLICIES
+from tests.webhook.test_webhook_quota import fq, pod_review, used_of, with_status
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = ("tmc-policy", "tmc-webhook", "tmc-certs", "tmc-reconciler")
@@ -276,7 +282,9 @@ def test_the_closure_follows_extras_and_leaves_dev_packages_out(wheel: Path) -> 
 
 
 @pytest.mark.slow
-def test_the_installed_webhook_serves_a_review_over_tls(venv: Path, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _installed_webhook(venv: Path, tmp_path: Path, *args: str) -> Iterator[Callable[[str, bytes], Any]]:
+    """The installed ``tmc-webhook`` over TLS (with ``args``); yields ``post(path, review)``."""
     bin_dir = venv / "bin"
     certs = _run(
         [str(bin_dir / "tmc-certs"), "generate", "--service", "tmc-webhook", "--namespace", "tmc-system",
@@ -292,35 +300,63 @@ def test_the_installed_webhook_serves_a_review_over_tls(venv: Path, tmp_path: Pa
     env = {"PATH": os.environ["PATH"], "PYTHONNOUSERSITE": "1"}
     server = subprocess.Popen(
         [str(bin_dir / "tmc-webhook"), "--bind", f"127.0.0.1:{port}",
-         "--cert-file", str(cert), "--key-file", str(key)],
+         "--cert-file", str(cert), "--key-file", str(key), *args],
         cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, env=env,
     )  # fmt: skip
-    try:
-        context = ssl.create_default_context(cafile=str(tmp_path / "certs" / "ca.crt"))
-        review = (REPO / "examples" / "reviews" / "synctarget-create.json").read_bytes()
+    context = ssl.create_default_context(cafile=str(tmp_path / "certs" / "ca.crt"))
+
+    def post(path: str, review: bytes) -> Any:
         deadline = time.monotonic() + 60
         while True:
             assert server.poll() is None, (tmp_path / "webhook.log").read_text()
             try:
                 request = urllib.request.Request(
-                    f"https://127.0.0.1:{port}/validate",
+                    f"https://127.0.0.1:{port}{path}",
                     data=review,
                     headers={"Content-Type": "application/json"},
                 )
                 with urllib.request.urlopen(request, context=context, timeout=5) as response:
-                    answer = json.loads(response.read())
-                break
+                    return json.loads(response.read())
             except (ConnectionError, urllib.error.URLError):
                 assert time.monotonic() < deadline, (tmp_path / "webhook.log").read_text()
                 time.sleep(0.2)
-        sent = json.loads(review)
-        assert answer["kind"] == "AdmissionReview"
-        assert answer["response"]["uid"] == sent["request"]["uid"]
-        assert answer["response"]["allowed"] is True
+
+    try:
+        yield post
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_the_installed_webhook_serves_a_review_over_tls(venv: Path, tmp_path: Path) -> None:
+    review = (REPO / "examples" / "reviews" / "synctarget-create.json").read_bytes()
+    with _installed_webhook(venv, tmp_path) as post:
+        answer = post("/validate", review)
+    sent = json.loads(review)
+    assert answer["kind"] == "AdmissionReview"
+    assert answer["response"]["uid"] == sent["request"]["uid"]
+    assert answer["response"]["allowed"] is True
+
+
+def test_the_installed_webhook_reserves_quota_through_the_apiserver(venv: Path, tmp_path: Path) -> None:
+    # The lookup's cache, its reservation on the event loop and its HTTP stack, as a plain install has
+    # them; the apiserver is the dev venv's fake.
+    with FakeAPIServer() as api:
+        api.install_crd(crd("federatedquotas.tmc.kcp.io"))
+        api.create(fq(limit="4"))
+        with_status(api, "1")
+        with _installed_webhook(venv, tmp_path, "--kubeconfig", api.kubeconfig_path) as post:
+            admitted = post("/validate/quota-enforcement", json.dumps(pod_review("fits", "2")).encode())
+            assert admitted["response"]["allowed"] is True, admitted
+            assert used_of(api) == "3"
+            denied = post("/validate/quota-enforcement", json.dumps(pod_review("over", "2")).encode())
+    assert denied["response"]["allowed"] is False
+    assert denied["response"]["status"]["code"] == 403
+    assert denied["response"]["status"]["message"].startswith(
+        "[quota-enforcement] spec.containers: exceeded quota: team-a, requested: requests.cpu=2, "
+        "used: requests.cpu=3, limited: requests.cpu=4"
+    )
 
 
 @pytest.mark.slow
