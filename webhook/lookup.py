@@ -440,7 +440,7 @@ class ApiLookup:
     webhook app does both for ``WebhookConfig.kubeconfig``.  ``cached`` are the types kept in the
     cache; ``max_staleness`` bounds how old a cached answer may be; ``request_timeout`` bounds
     each live request; ``list_page`` is the page size of the caches' lists.  Live requests and
-    reservations made on a gevent worker's greenlet run on its threadpool (see the module
+    reservations made on a gevent worker's greenlet wait on its event loop (see the module
     documentation).
     """
 

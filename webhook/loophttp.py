@@ -1,11 +1,11 @@
 """urllib3 connection pools over gevent's sockets: an HTTP call made on a greenlet waits on the loop.
 
 The webhook's worker runs gevent's event loop without monkey-patching (:mod:`kcp_tmc.webhook.worker`),
-so urllib3's own sockets block the OS thread, and with it every connection of the worker.  Until
-now the lookup handed each blocking call to the loop's threadpool instead; a profile of a quota
-reservation at one connection showed that hand-over costing far more than the thread switch
-itself: the write ran 0.8 ms slower on the pool's thread than on the loop's, with the loop, the
-pool thread and the caches' threads taking turns for the interpreter's lock on one core.
+so urllib3's own sockets block the OS thread, and with it every connection of the worker.  Handing
+each blocking call to the loop's threadpool instead costs far more than the thread switch itself:
+in a profile of a quota reservation at one connection the write ran 0.8 ms slower on the pool's
+thread than on the loop's, with the loop, the pool thread and the caches' threads taking turns for
+the interpreter's lock on one core.
 
 The pools here are urllib3's, with one change, the one urllib3's SOCKS support makes too: the
 connection's socket is made by ``_new_conn``, here a gevent socket, and TLS wraps it through a
