@@ -433,6 +433,42 @@ def _matches(obj: Mapping[str, Any], namespace: str, labels: Mapping[str, str] |
     return not labels or all(have.get(k) == v for k, v in labels.items())
 
 
+class _Ticket:
+    """One review's reservation waiting for a write, and what became of it."""
+
+    __slots__ = ("abandoned", "deadline", "denial", "done", "error", "reservation")
+
+    def __init__(self, reservation: Reservation, deadline: float | None) -> None:
+        self.reservation = reservation
+        self.deadline = deadline
+        self.done = False
+        self.abandoned = False  # its review stopped waiting (its deadline passed)
+        self.denial: FieldError | None = None
+        self.error: Exception | None = None
+
+    def settle(self, denial: FieldError | None = None, error: Exception | None = None) -> None:
+        self.denial, self.error, self.done = denial, error, True
+
+    def outcome(self) -> FieldError | None:
+        if self.error is not None:
+            raise self.error
+        return self.denial
+
+
+class _Turn:
+    """One quota's turn (for callers of one context): its lock, and the reservations waiting for it."""
+
+    __slots__ = ("lock", "waiting")
+
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
+        self.waiting: list[_Ticket] = []
+
+
+_Tickets = list[_Ticket]
+_Denials = list[tuple[_Ticket, FieldError | None]]
+
+
 class ApiLookup:
     """A policy :class:`~kcp_tmc.policies.policy.Lookup` and quota ``Reserver`` over one apiserver.
 
@@ -465,7 +501,7 @@ class ApiLookup:
         self.conflicts = 0
         # One reservation at a time per quota in this process (see _reserve); one lock per quota
         # ever reserved against, so the map is as large as the set of quotas.
-        self._quota_locks: dict[tuple[int | None, ResourceType, str, str], Any] = {}
+        self._quota_locks: dict[tuple[int | None, ResourceType, str, str], _Turn] = {}
         self._quota_locks_guard = threading.Lock()
 
     @classmethod
@@ -561,7 +597,7 @@ class ApiLookup:
         """Write ``reservation`` (see the module documentation); the denial when it no longer fits."""
         return self._reserve(reservation, deadline)
 
-    def _quota_lock(self, reservation: Reservation) -> Any:
+    def _turn(self, reservation: Reservation) -> _Turn:
         """The turn on the reservation's quota for callers of this context.
 
         Greenlets of one thread share a gevent lock (it waits on their loop); plain threads share a
@@ -571,12 +607,15 @@ class ApiLookup:
         context = threading.get_ident() if _on_loop() else None
         key = (context, reservation.quota, reservation.namespace, reservation.name)
         with self._quota_locks_guard:
-            lock = self._quota_locks.get(key)
-            if lock is None:
-                lock = self._quota_locks[key] = (
-                    threading.Lock() if context is None else gevent.lock.Semaphore(1)
-                )
-            return lock
+            turn = self._quota_locks.get(key)
+            if turn is None:
+                lock = threading.Lock() if context is None else gevent.lock.Semaphore(1)
+                turn = self._quota_locks[key] = _Turn(lock)
+            return turn
+
+    def _quota_lock(self, reservation: Reservation) -> Any:
+        """The lock of :meth:`_turn` (held by the reservation being written)."""
+        return self._turn(reservation).lock
 
     def _reserve(self, reservation: Reservation, deadline: float | None) -> FieldError | None:
         # Reservations of this process on the same quota take turns: each starts from the status
@@ -584,26 +623,56 @@ class ApiLookup:
         # other; without the turn, concurrent reviews on one worker each wrote the same
         # resourceVersion and all but one re-read and retried, again and again (x30 p99 at 10
         # connections in bench.quota). Other processes and replicas still meet the precondition.
-        lock = self._quota_lock(reservation)
+        # The one whose turn it is writes every reservation waiting by then in one patch (group
+        # commit, as Kubernetes' quota admission batches its waiters): ten reviews queued behind
+        # one write cost one more write, not ten.
+        turn = self._turn(reservation)
+        ticket = _Ticket(reservation, deadline)
+        with self._quota_locks_guard:
+            turn.waiting.append(ticket)
         if deadline is None:
-            lock.acquire()
+            turn.lock.acquire()
         else:
             # The turn is waited for until the review's deadline, not for one call's timeout: ten
             # reviews queued behind a slow apiserver may each need longer than one round trip
             # (bounding the wait by ``request_timeout`` failed reviews that had seconds left).
-            self._budget(deadline)  # raises when too little is left for a round trip
-            if not lock.acquire(timeout=max(0.0, deadline - self.clock())):
-                raise ReservationTimeout(
-                    "the review's deadline passed while earlier reservations on the quota were written"
-                )
+            try:
+                self._budget(deadline)  # raises when too little is left for a round trip
+            except ReservationTimeout:
+                self._give_up(turn, ticket)
+                raise
+            if not turn.lock.acquire(timeout=max(0.0, deadline - self.clock())):
+                self._give_up(turn, ticket)
+                if not ticket.done:
+                    raise ReservationTimeout(
+                        "the review's deadline passed while earlier reservations on the quota were written"
+                    )
+                return ticket.outcome()
         try:
-            return self._reserve_locked(reservation, deadline)
+            if not ticket.done:  # else a write made while this one waited settled it
+                with self._quota_locks_guard:
+                    batch, turn.waiting = [t for t in turn.waiting if not t.abandoned], []
+                try:
+                    self._reserve_locked(batch, ticket)
+                except Exception as exc:  # settles this review only: the others try in their turn
+                    ticket.settle(error=exc)
+                finally:
+                    with self._quota_locks_guard:
+                        turn.waiting[:0] = [t for t in batch if not t.done and not t.abandoned]
         finally:
-            lock.release()
+            turn.lock.release()
+        return ticket.outcome()
 
-    def _reserve_locked(self, reservation: Reservation, deadline: float | None) -> FieldError | None:
+    def _give_up(self, turn: _Turn, ticket: _Ticket) -> None:
+        with self._quota_locks_guard:
+            ticket.abandoned = True
+            if ticket in turn.waiting:
+                turn.waiting.remove(ticket)
+
+    def _reserve_locked(self, batch: _Tickets, own: _Ticket) -> None:
+        deadline = own.deadline
         try:
-            return self._reserve_attempts(reservation, deadline)
+            self._reserve_attempts(batch, own)
         except ApiCallError as exc:
             # A call cut short because the review's deadline left it too little time is the deadline's
             # doing, not the apiserver's: the policy's failure mode then speaks of the deadline.
@@ -613,44 +682,71 @@ class ApiLookup:
                 ) from exc
             raise
 
-    def _reserve_attempts(self, reservation: Reservation, deadline: float | None) -> FieldError | None:
-        rtype = reservation.quota
+    def _reserve_attempts(self, batch: _Tickets, own: _Ticket) -> None:
+        """Settle the tickets of ``batch`` (one quota's) with one write; raises when it cannot be made.
+
+        In their order, each reservation is checked against the status with the ones before it
+        added: those that fit are written together, the others denied (on the live object: the
+        cache may be behind a release).  The calls are bounded by the deadline of ``own``, the
+        writer's ticket; other tickets whose deadline has passed are left out (their reviews have
+        been answered by now).
+        """
+        deadline = own.deadline
+        first = batch[0].reservation
+        rtype = first.quota
         informer = self.informers.get(rtype)
-        quota = self.get(rtype, reservation.name, reservation.namespace)
+        quota = self.get(rtype, first.name, first.namespace)
         live = informer is None or quota is None
         for _ in range(_MAX_ATTEMPTS):
             if quota is None:
-                quota = self._live_get(rtype, reservation.name, reservation.namespace, self._budget(deadline))
+                quota = self._live_get(rtype, first.name, first.namespace, self._budget(deadline))
                 live = True
-                if quota is None:
-                    return None  # the quota was deleted meanwhile: nothing left to reserve against
-            status, denial = apply_reservation(quota, reservation)
-            if status is None:
-                if live:
-                    return denial
+                if quota is None:  # the quota was deleted meanwhile: nothing left to reserve against
+                    for ticket in batch:
+                        ticket.settle()
+                    return
+            now = self.clock()
+            current = quota
+            fits: _Tickets = []
+            denied: _Denials = []
+            for ticket in batch:
+                if ticket is not own and ticket.deadline is not None and ticket.deadline - now <= 0.005:
+                    continue  # its review has been answered by now
+                status, denial = apply_reservation(current, ticket.reservation)
+                if status is None:
+                    denied.append((ticket, denial))
+                else:
+                    current = {**current, "status": status}
+                    fits.append(ticket)
+            if denied and not live:
                 quota = None  # the cache may be behind a release: decide on the live object
                 continue
-            # A merge patch of the status alone, with the resourceVersion as its precondition.
-            version = (quota.get("metadata") or {}).get("resourceVersion")
-            body = {"metadata": {"resourceVersion": version}, "status": status}
-            path = _path(rtype, reservation.namespace, reservation.name, "status")
-            try:
-                written = self.http.json(
-                    "PATCH",
-                    path,
-                    body=body,
-                    timeout=self._budget(deadline),
-                    content_type="application/merge-patch+json",
-                )
-            except ApiCallError as exc:
-                if exc.status != 409:
-                    raise
-                self.conflicts += 1
-                quota = None
-                continue
-            if informer is not None:
-                informer.put(written)
-            return None
+            if fits:
+                # A merge patch of the status alone, with the resourceVersion as its precondition.
+                version = (quota.get("metadata") or {}).get("resourceVersion")
+                body = {"metadata": {"resourceVersion": version}, "status": current["status"]}
+                path = _path(rtype, first.namespace, first.name, "status")
+                try:
+                    written = self.http.json(
+                        "PATCH",
+                        path,
+                        body=body,
+                        timeout=self._budget(deadline),
+                        content_type="application/merge-patch+json",
+                    )
+                except ApiCallError as exc:
+                    if exc.status != 409:
+                        raise
+                    self.conflicts += 1
+                    quota = None
+                    continue
+                if informer is not None:
+                    informer.put(written)
+            for ticket in fits:
+                ticket.settle()
+            for ticket, denial in denied:
+                ticket.settle(denial=denial)
+            return
         raise ReservationTimeout(f"the quota's status still conflicted after {_MAX_ATTEMPTS} attempts")
 
     def _budget(self, deadline: float | None) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -139,6 +140,77 @@ def test_reservations_of_one_process_on_one_quota_take_turns_without_conflicts(
     assert results == [None] * 10
     assert lookup.conflicts == 0
     assert used_of(api) == "2"
+
+
+def concurrently(count: int, call: Callable[[], Any]) -> list[Any]:
+    """``call()`` on ``count`` threads released together: each one's result, or the exception it raised."""
+    start = threading.Barrier(count)
+
+    def run(_: int) -> Any:
+        start.wait(5)
+        try:
+            return call()
+        except Exception as exc:
+            return exc
+
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_reservations_waiting_for_one_write_are_written_together(
+    api: FakeAPIServer, lookup: ApiLookup
+) -> None:
+    # Ten at once behind a slow apiserver: the first write takes those waiting when its turn came,
+    # the next one every other: two or three writes for ten reservations, the use exact.
+    patches_before = api.counters.requests(verb="patch", resource="federatedquotas")
+    api.faults.latency(0.2)
+    try:
+        results = concurrently(10, lambda: lookup.reserve(reservation("100m"), time.monotonic() + 5))
+    finally:
+        api.faults.clear()
+    assert results == [None] * 10
+    assert lookup.conflicts == 0
+    assert used_of(api) == "2"
+    patches = api.counters.requests(verb="patch", resource="federatedquotas") - patches_before
+    assert 1 <= patches <= 3, f"{patches} writes for 10 reservations waiting together"
+
+
+def test_a_batch_admits_in_order_what_fits_and_denies_the_rest(api: FakeAPIServer, lookup: ApiLookup) -> None:
+    # Room for 3 of 6: whatever batches they fall into, exactly 3 are written and 3 denied against
+    # the use the others left.
+    api.faults.latency(0.2)
+    try:
+        results = concurrently(6, lambda: lookup.reserve(reservation("1"), time.monotonic() + 5))
+    finally:
+        api.faults.clear()
+    denials = [str(r) for r in results if r is not None]
+    assert results.count(None) == 3, results
+    assert len(denials) == 3
+    assert all(
+        d.startswith(
+            "spec: exceeded quota: team-a, requested: requests.cpu=1, used: requests.cpu=4, "
+            "limited: requests.cpu=4"
+        )
+        for d in denials
+    ), denials
+    assert used_of(api) == "4"
+    assert lookup.conflicts == 0
+
+
+def test_a_failed_batch_write_fails_its_writer_only_the_others_write_in_their_turn(
+    api: FakeAPIServer, lookup: ApiLookup
+) -> None:
+    api.faults.latency(0.2)
+    api.faults.storage_initializing(1, "federatedquotas", verbs=("patch",))
+    try:
+        results = concurrently(4, lambda: lookup.reserve(reservation("100m"), time.monotonic() + 5))
+    finally:
+        api.faults.clear()
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert len(errors) == 1, results
+    assert isinstance(errors[0], ApiCallError) and errors[0].status == 429, errors
+    assert results.count(None) == 3
+    assert used_of(api) == "1300m"
 
 
 def test_a_reservation_waiting_its_turn_past_its_deadline_times_out(
