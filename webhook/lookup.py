@@ -18,7 +18,8 @@ quota's ``resourceVersion`` as its precondition); on ``409 Conflict`` re-read it
 until it fits or is denied, or the deadline passes. So any number of webhook processes never admit
 more than a quota, whatever their caches show. Within one process, reservations on the same quota take
 turns (a lock per quota, waited for within the deadline): each starts from the status the one before
-it wrote, so concurrent reviews on one worker do not conflict with each other.
+it wrote, so concurrent reviews on one worker do not conflict with each other, and the one whose turn
+it is writes every reservation waiting by then in the same patch (group commit).
 
 The HTTP client is urllib3, over the ``kubernetes`` package's configuration.  The webhook's gevent
 worker does not monkey-patch, so a call made on one of its greenlets goes through a second
