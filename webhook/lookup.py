@@ -68,6 +68,8 @@ k8s_config: Any = _k8s_config
 
 #: Writes of one reservation before it gives up on conflicts (when no deadline stops it first).
 _MAX_ATTEMPTS = 64
+#: Less time than this left before a deadline is too little for an apiserver round trip (seconds).
+_ROUND_TRIP = 0.005
 #: What the webhook caches by default: the quotas the quota policies read on every review.
 CACHED_TYPES: tuple[ResourceType, ...] = (FEDERATED_QUOTA, RESOURCE_QUOTA)
 #: Objects per page of a cache's list: client-go's reflector uses the same.
@@ -614,10 +616,6 @@ class ApiLookup:
                 turn = self._quota_locks[key] = _Turn(lock)
             return turn
 
-    def _quota_lock(self, reservation: Reservation) -> Any:
-        """The lock of :meth:`_turn` (held by the reservation being written)."""
-        return self._turn(reservation).lock
-
     def _reserve(self, reservation: Reservation, deadline: float | None) -> FieldError | None:
         # Reservations of this process on the same quota take turns: each starts from the status
         # the previous one wrote (its answer goes into the cache), so they never conflict with each
@@ -677,7 +675,7 @@ class ApiLookup:
         except ApiCallError as exc:
             # A call cut short because the review's deadline left it too little time is the deadline's
             # doing, not the apiserver's: the policy's failure mode then speaks of the deadline.
-            if exc.status == 0 and deadline is not None and self.clock() >= deadline - 0.005:
+            if exc.status == 0 and deadline is not None and self.clock() >= deadline - _ROUND_TRIP:
                 raise ReservationTimeout(
                     f"the review's deadline passed while the quota was being written: {exc}"
                 ) from exc
@@ -711,7 +709,7 @@ class ApiLookup:
             fits: _Tickets = []
             denied: _Denials = []
             for ticket in batch:
-                if ticket is not own and ticket.deadline is not None and ticket.deadline - now <= 0.005:
+                if ticket is not own and ticket.deadline is not None and ticket.deadline - now <= _ROUND_TRIP:
                     continue  # its review has been answered by now
                 status, denial = apply_reservation(current, ticket.reservation)
                 if status is None:
@@ -754,6 +752,6 @@ class ApiLookup:
         if deadline is None:
             return self.request_timeout
         left = deadline - self.clock()
-        if left <= 0.005:  # too little left for a round trip
+        if left <= _ROUND_TRIP:
             raise ReservationTimeout("the review's deadline passed before the quota could be written")
         return min(left, self.request_timeout)

@@ -32,7 +32,7 @@ from kubernetes import config as k8s_config
 from kcp_tmc.certs.generate import generate_dir
 from kcp_tmc.testing import FakeAPIServer
 from kcp_tmc.webhook.lookup import ApiCallError, ApiLookup
-from kcp_tmc.webhook.loophttp import LoopHTTPSConnectionPool, loop_connection_pool
+from kcp_tmc.webhook.loophttp import LoopHTTPConnectionPool, LoopHTTPSConnectionPool, loop_connection_pool
 from tests.webhook.webhook_helpers import ticking
 
 
@@ -233,6 +233,7 @@ def test_behind_a_proxy_a_call_on_a_greenlet_goes_through_the_proxy_off_the_loop
         lookup = ApiLookup(configuration, cached=())
         error, ticks, took = timed_ticking(lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=0.5))
         assert isinstance(error, ApiCallError), error
+        assert str(error).startswith(f"GET {api.url}/api/v1/namespaces: "), str(error)
         assert "timed out" in str(error), str(error)
         assert took >= 0.5
         assert ticks >= 20, f"the loop ran {ticks} times while the proxy was waited for"
@@ -252,3 +253,22 @@ def test_a_refused_connection_on_the_loop_is_an_api_call_error_naming_it() -> No
     assert isinstance(error, ApiCallError), error
     assert str(error).startswith(f"GET https://127.0.0.1:{port}/api/v1/namespaces: ")
     assert "Failed to establish a new connection" in str(error), str(error)
+
+
+def test_a_plain_http_apiserver_is_called_on_the_loop_too() -> None:
+    with FakeAPIServer(tls=False) as plain:
+        assert plain.url.startswith("http://")
+        lookup = ApiLookup.from_kubeconfig(plain.kubeconfig_path, cached=())
+        plain.faults.latency(0.3)
+        try:
+            answer, ticks, took = timed_ticking(
+                lambda: lookup.http.json("GET", "/api/v1/namespaces", timeout=2.0)
+            )
+        finally:
+            plain.faults.clear()
+    assert isinstance(answer, dict) and answer["kind"] == "NamespaceList", answer
+    assert took >= 0.3
+    assert ticks >= 10, f"the loop ran {ticks} times in {took:.2f} s of apiserver call"
+    pools = list(lookup.http._loop_pools.values())
+    assert len(pools) == 1 and isinstance(pools[0], LoopHTTPConnectionPool)
+    assert not isinstance(pools[0], LoopHTTPSConnectionPool)

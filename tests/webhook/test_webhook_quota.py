@@ -220,7 +220,7 @@ def test_a_reservation_waiting_its_turn_past_its_deadline_times_out(
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             first = pool.submit(lookup.reserve, reservation("1"))
-            assert eventually(lambda: lookup._quota_lock(reservation("1")).locked())
+            assert eventually(lookup._turn(reservation("1")).lock.locked)  # one turn per quota, kept
             with pytest.raises(
                 ReservationTimeout,
                 match="deadline passed while earlier reservations on the quota were written",
